@@ -1,0 +1,1 @@
+"""The gateway service: screens every request, answers refusals, routes the rest to a worker."""

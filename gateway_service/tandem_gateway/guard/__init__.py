@@ -1,0 +1,1 @@
+"""The input guard: rules tier, LLM judge, and the policy that combines them."""

@@ -1,0 +1,182 @@
+"""The rules tier: microseconds, no model, only high-precision checks.
+
+Each rule names a threat category and says why it fired. Rules look at the
+normalised text of every non-assistant turn; template-token checks ignore
+fenced and inline code, so a prompt *about* chat templates is not refused.
+Coding prompts that merely mention security words must pass: every pattern
+here needs an imperative aimed at the assistant's own instructions, or a
+well-known jailbreak scaffold, not a topic.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tandem.backends.base import ChatTurn
+from tandem_gateway.guard.decision import ThreatName
+from tandem_gateway.guard.normalize import normalize
+
+_FLAGS = re.IGNORECASE | re.DOTALL
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    name: str
+    threat: ThreatName
+    reason: str
+    pattern: re.Pattern[str]
+    outside_code_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RuleHit:
+    rule: str
+    threat: ThreatName
+    reason: str
+    turn_index: int
+
+
+_PREVIOUS = r"(?:previous|prior|above|earlier|preceding|foregoing|initial|original|system|developer)"
+_INSTRUCTIONS = r"(?:instructions?|prompts?|rules|directions|directives|guidelines|guardrails|constraints)"
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        "ignore-previous-instructions",
+        "prompt_injection",
+        "asks the model to ignore or override its instructions",
+        re.compile(
+            r"\b(?:ignore|disregard|forget|override|bypass|skip)\b(?:\s+(?:all|any|every|of|the|your|my|these|those|its))*"
+            rf"\s+{_PREVIOUS}\s+(?:\w+\s+)?{_INSTRUCTIONS}",
+            _FLAGS,
+        ),
+    ),
+    Rule(
+        "ignore-everything",
+        "prompt_injection",
+        "asks the model to discard everything it was told before",
+        re.compile(
+            r"\b(?:ignore|disregard|forget)\s+(?:all\s+|any\s+)?(?:the\s+|your\s+)?(?:instructions|rules)\b"
+            r"|\b(?:ignore|disregard|forget)\s+(?:all\s+of\s+)?(?:everything|the\s+above)"
+            r"(?:\s+(?:above|before|previous|prior|so\s+far|you(?:'ve|\s+have|\s+were)?\s+been\s+told|we\s+discussed))?\s*(?:and|,|\.|-|$)"
+            r"|\bvergiss\s+(?:alles|alle\s+(?:auftr[äa]ge|anweisungen))\b"
+            r"|\b(?:obigen|vorherigen)\s+(?:anweisungen|ausf[üu]hrungen)\s+ignorieren\b",
+            _FLAGS,
+        ),
+    ),
+    Rule(
+        "new-instructions-override",
+        "prompt_injection",
+        "tries to replace the model's instructions",
+        re.compile(
+            r"\b(?:your|the)\s+new\s+(?:instructions|task|rules)\s+(?:are|is)\b"
+            r"|\bfrom\s+now\s+on\s*,?\s+you\s+(?:will|must|shall)\s+(?:ignore|disregard|no longer follow)\b",
+            _FLAGS,
+        ),
+    ),
+    Rule(
+        "system-prompt-extraction",
+        "exfiltration",
+        "asks the model to reveal its system prompt or hidden instructions",
+        re.compile(
+            r"\b(?:print|reveal|show|display|repeat|output|leak|dump|disclose|recite|write\s+out|tell\s+me|give\s+me|share|spell\s+out)\b"
+            r"[^.\n]{0,40}?\b(?:your|the|its)\s+(?:full\s+|entire\s+|exact\s+|original\s+|hidden\s+|secret\s+|initial\s+)*"
+            r"(?:system\s+(?:prompt|message|instructions)|(?:hidden|secret|initial|original|starting|developer)\s+(?:prompt|instructions|message|configuration))"
+            r"|\bwhat\s+(?:are|were)\s+your\s+(?:initial|original|starting|system|hidden|secret)\s+instructions\b"
+            r"|\bwhat\s+(?:is|was)\s+written\s+(?:above|at\s+the\s+(?:beginning|start|top)\s+of\s+(?:this|the|your)\s+(?:prompt|conversation|instructions))",
+            _FLAGS,
+        ),
+    ),
+    Rule(
+        "credential-request",
+        "exfiltration",
+        "asks the assistant to hand over its own password or secret",
+        re.compile(
+            r"\b(?:what\s+is|what's|tell\s+me|give\s+me|share|reveal|provide|disclose)\b[^.?\n]{0,30}?"
+            r"\byour\s+(?:password|passcode|passphrase|secret\s+(?:key|code|word|password)|api\s+keys?|access\s+token)\b",
+            _FLAGS,
+        ),
+    ),
+    Rule(
+        "dan-scaffold",
+        "jailbreak",
+        "uses the 'Do Anything Now' (DAN) jailbreak scaffold",
+        re.compile(r"\bdo\s+anything\s+now\b|\bDAN\s+mode\b|\bact\s+as\s+(?:a\s+)?DAN\b", _FLAGS),
+    ),
+    Rule(
+        "unrestricted-mode",
+        "jailbreak",
+        "asks the model to enter an unrestricted or 'developer' mode",
+        re.compile(
+            r"\b(?:developer|god|jailbreak|jailbroken|unrestricted|unfiltered|uncensored)\s+mode\s+(?:enabled|activated|on)\b"
+            r"|\benable\s+(?:developer|jailbreak|unrestricted|god)\s+mode\b"
+            r"|\byou\s+are\s+(?:now\s+)?(?:free|freed|released|liberated|no\s+longer\s+bound)\s+(?:from|by)\s+(?:all\s+|any\s+|the\s+|your\s+)*(?:rules|restrictions|guidelines|policies|openai|filters|limitations)"
+            r"|\b(?:without|free\s+of|no)\s+(?:any\s+)?(?:ethical|moral)\s+(?:or\s+\w+\s+)?(?:restrictions|guidelines|limits|constraints|boundaries)\b",
+            _FLAGS,
+        ),
+    ),
+    Rule(
+        "chat-template-tokens",
+        "prompt_injection",
+        "contains chat-template control tokens that could forge conversation turns",
+        re.compile(
+            r"<\|(?:im_start|im_end|system|user|assistant|begin_of_text|start_header_id|end_header_id|eot_id|endoftext)\|>"
+            r"|\[/?INST\]|<</?SYS>>|<start_of_turn>|<end_of_turn>",
+            re.IGNORECASE,
+        ),
+        outside_code_only=True,
+    ),
+    Rule(
+        "markdown-exfiltration",
+        "exfiltration",
+        "builds a markdown image or link that would send data to an outside URL",
+        re.compile(
+            r"!\[[^\]]*\]\(\s*https?://[^)\s]*[?&][\w.-]+=(?:\{|\$\{|%7B|\[|<)"
+            r"|!\[[^\]]*\]\(\s*https?://[^)\s]*(?:\{|\$\{|%7B)[^)]*\)",
+            re.IGNORECASE,
+        ),
+    ),
+)
+
+_CODE = re.compile(r"```.*?(?:```|\Z)|`[^`\n]+`", re.DOTALL)
+
+
+def strip_code(text: str) -> str:
+    return _CODE.sub(" ", text)
+
+
+class RulesTier:
+    """Runs every rule over every non-assistant turn; the first hit decides."""
+
+    def __init__(self, rules: Sequence[Rule] = RULES) -> None:
+        self._rules = tuple(rules)
+
+    def check(self, turns: Sequence[ChatTurn]) -> RuleHit | None:
+        for index, turn in enumerate(turns):
+            if turn.role == "assistant":
+                continue
+            normal = normalize(turn.content)
+            if normal.tag_characters:
+                return RuleHit(
+                    "unicode-tag-characters",
+                    "prompt_injection",
+                    "hides text in invisible Unicode tag characters",
+                    index,
+                )
+            if normal.bidi_overrides:
+                return RuleHit(
+                    "bidi-override",
+                    "prompt_injection",
+                    "contains bidirectional override characters that disguise text",
+                    index,
+                )
+            prose: str | None = None
+            for rule in self._rules:
+                target = normal.text
+                if rule.outside_code_only:
+                    prose = strip_code(normal.text) if prose is None else prose
+                    target = prose
+                if rule.pattern.search(target):
+                    return RuleHit(rule.name, rule.threat, rule.reason, index)
+        return None

@@ -1,0 +1,104 @@
+"""The backend interface and the plain types that cross it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol, TypeAlias
+
+RoleName = Literal["system", "user", "assistant", "tool"]
+FinishName = Literal["stop", "length"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatTurn:
+    role: RoleName
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingOptions:
+    max_tokens: int | None = None
+    temperature: float | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    top_p: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """A piece of generated text."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """The end of a generation, with the backend's own counts and timings."""
+
+    finish_reason: FinishName = "stop"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    load_s: float = 0.0
+    prompt_eval_s: float = 0.0
+    eval_s: float = 0.0
+
+
+StreamEvent: TypeAlias = Delta | Done
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedModelInfo:
+    name: str
+    size_bytes: int = 0
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BackendProbe:
+    """What one health probe of a backend found."""
+
+    reachable: bool
+    model_available: bool
+    model_loaded: bool
+    model_expires_at: datetime | None = None
+    loaded_models: tuple[LoadedModelInfo, ...] = ()
+    version: str = ""
+    error: str = ""
+    latency_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def usable(self) -> bool:
+        return self.reachable and self.model_available
+
+
+class ChatBackend(Protocol):
+    """A model that answers chat conversations as a stream of events."""
+
+    kind: Literal["ollama", "embedded"]
+    model: str
+    location: str  # Ollama base URL, or the GGUF path
+
+    def chat_stream(
+        self,
+        turns: Sequence[ChatTurn],
+        options: SamplingOptions,
+        *,
+        response_schema: dict[str, Any] | None = None,
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """Yield Delta events, then exactly one Done.
+
+        Closing the iterator early (the caller was cancelled) must stop the
+        generation at once. Raises BackendError subclasses on failure.
+        """
+        ...
+
+    async def probe(self) -> BackendProbe: ...
+
+    async def warm_up(self) -> None:
+        """Load the model so the first request does not pay for it."""
+        ...
+
+    async def aclose(self) -> None: ...

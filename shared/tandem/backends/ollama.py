@@ -1,0 +1,298 @@
+"""Ollama over HTTP with httpx: ``/api/chat`` streaming NDJSON, exactly as on the Macs."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncGenerator, Sequence
+from datetime import datetime
+from typing import Any, Literal
+
+import httpx
+
+from tandem.backends.base import (
+    BackendProbe,
+    ChatTurn,
+    Delta,
+    Done,
+    LoadedModelInfo,
+    SamplingOptions,
+    StreamEvent,
+)
+from tandem.backends.errors import (
+    BackendBusy,
+    BackendError,
+    BackendProtocolError,
+    BackendRejected,
+    BackendTimeout,
+    BackendUnavailable,
+    ModelNotFound,
+)
+
+_NS = 1e-9
+_BUSY_RETRY_S = 2.0
+
+
+class OllamaBackend:
+    """A chat backend that is one Ollama server."""
+
+    kind: Literal["ollama"] = "ollama"
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        keep_alive: str,
+        num_ctx: int,
+        connect_timeout_s: float = 3.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.location = base_url
+        self.model = model
+        self._keep_alive = keep_alive
+        self._num_ctx = num_ctx
+        # Generation streams have no read timeout of their own: the caller's
+        # deadline bounds them (and closing the stream stops Ollama).
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            timeout=httpx.Timeout(connect=connect_timeout_s, read=None, write=10.0, pool=None),
+            transport=transport,
+        )
+        self._probe_timeout = httpx.Timeout(connect_timeout_s, read=5.0, write=5.0, pool=5.0)
+
+    def _chat_body(
+        self,
+        turns: Sequence[ChatTurn],
+        options: SamplingOptions,
+        response_schema: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        ollama_options: dict[str, Any] = {"num_ctx": self._num_ctx}
+        if options.max_tokens is not None:
+            ollama_options["num_predict"] = options.max_tokens
+        if options.temperature is not None:
+            ollama_options["temperature"] = options.temperature
+        if options.top_p is not None:
+            ollama_options["top_p"] = options.top_p
+        if options.seed is not None:
+            ollama_options["seed"] = options.seed
+        if options.stop:
+            ollama_options["stop"] = list(options.stop)
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": [{"role": t.role, "content": t.content} for t in turns],
+            "stream": True,
+            "keep_alive": _keep_alive_value(self._keep_alive),
+            "options": ollama_options,
+        }
+        if response_schema is not None:
+            body["format"] = response_schema
+        return body
+
+    async def chat_stream(
+        self,
+        turns: Sequence[ChatTurn],
+        options: SamplingOptions,
+        *,
+        response_schema: dict[str, Any] | None = None,
+    ) -> AsyncGenerator[StreamEvent, None]:
+        body = self._chat_body(turns, options, response_schema)
+        try:
+            async with self._client.stream("POST", "/api/chat", json=body) as response:
+                if response.status_code != 200:
+                    await response.aread()
+                    raise self._http_error(response)
+                async for line in response.aiter_lines():
+                    if not line.strip():
+                        continue
+                    chunk = _parse_line(line, self.location)
+                    content = chunk.get("message", {}).get("content") or ""
+                    if content:
+                        yield Delta(content)
+                    if chunk.get("done"):
+                        yield _done_from_chunk(chunk)
+                        return
+            raise BackendUnavailable(
+                f"Ollama at {self.location} closed the stream before its final 'done' line",
+                location=self.location,
+            )
+        except httpx.TimeoutException as exc:
+            raise BackendTimeout(
+                f"Ollama at {self.location} timed out: {type(exc).__name__}",
+                location=self.location,
+            ) from exc
+        except httpx.TransportError as exc:
+            raise BackendUnavailable(
+                f"Ollama at {self.location} is unreachable: {_describe(exc)}",
+                location=self.location,
+            ) from exc
+
+    def _http_error(self, response: httpx.Response) -> BackendError:
+        detail = _error_text(response)
+        status = response.status_code
+        where = self.location
+        if status == 404:
+            return ModelNotFound(
+                f"model {self.model!r} is not on Ollama at {where} ({detail}); "
+                f"pull it there with: ollama pull {self.model}",
+                model=self.model,
+                location=where,
+            )
+        if status in (429, 503):
+            retry = _retry_after(response)
+            return BackendBusy(
+                f"Ollama at {where} is busy (HTTP {status}: {detail})",
+                retry_after_s=retry,
+                location=where,
+            )
+        if status == 400:
+            return BackendRejected(f"Ollama at {where} rejected the request: {detail}", location=where)
+        return BackendProtocolError(f"Ollama at {where} failed: HTTP {status}: {detail}", location=where)
+
+    async def probe(self) -> BackendProbe:
+        started = time.monotonic()
+        try:
+            version = (await self._get_json("/api/version")).get("version", "")
+            tags = await self._get_json("/api/tags")
+            running = await self._get_json("/api/ps")
+        except (httpx.TransportError, BackendError, ValueError) as exc:
+            return BackendProbe(
+                reachable=False,
+                model_available=False,
+                model_loaded=False,
+                error=f"Ollama at {self.location} is unreachable: {_describe(exc)}",
+                latency_s=time.monotonic() - started,
+            )
+        available = any(_same_model(m.get("name", ""), self.model) for m in tags.get("models", []))
+        loaded = tuple(
+            LoadedModelInfo(
+                name=m.get("name", ""),
+                size_bytes=int(m.get("size", 0) or 0),
+                expires_at=_parse_time(m.get("expires_at")),
+            )
+            for m in running.get("models", [])
+        )
+        mine = next((m for m in loaded if _same_model(m.name, self.model)), None)
+        error = "" if available else (
+            f"model {self.model!r} is not on Ollama at {self.location}; "
+            f"pull it with: ollama pull {self.model}"
+        )
+        return BackendProbe(
+            reachable=True,
+            model_available=available,
+            model_loaded=mine is not None,
+            model_expires_at=mine.expires_at if mine else None,
+            loaded_models=loaded,
+            version=version,
+            error=error,
+            latency_s=time.monotonic() - started,
+        )
+
+    async def warm_up(self) -> None:
+        """Ask Ollama to load the model with our keep_alive (an empty chat)."""
+        body = {"model": self.model, "messages": [], "keep_alive": _keep_alive_value(self._keep_alive)}
+        try:
+            response = await self._client.post("/api/chat", json=body)
+        except httpx.TimeoutException as exc:
+            raise BackendTimeout(f"Ollama at {self.location} timed out loading {self.model}") from exc
+        except httpx.TransportError as exc:
+            raise BackendUnavailable(
+                f"Ollama at {self.location} is unreachable: {_describe(exc)}", location=self.location
+            ) from exc
+        if response.status_code != 200:
+            raise self._http_error(response)
+
+    async def _get_json(self, path: str) -> dict[str, Any]:
+        response = await self._client.get(path, timeout=self._probe_timeout)
+        if response.status_code != 200:
+            raise BackendProtocolError(f"GET {path}: HTTP {response.status_code}")
+        data = response.json()
+        if not isinstance(data, dict):
+            raise BackendProtocolError(f"GET {path}: not a JSON object")
+        return data
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _keep_alive_value(keep_alive: str) -> str | int:
+    """Ollama takes a duration string or a number of seconds (-1 = forever)."""
+    stripped = keep_alive.strip()
+    if stripped.lstrip("-").isdigit():
+        return int(stripped)
+    return stripped
+
+
+def _parse_line(line: str, location: str) -> dict[str, Any]:
+    try:
+        chunk = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise BackendProtocolError(
+            f"Ollama at {location} sent a line that is not JSON: {line[:80]!r}", location=location
+        ) from exc
+    if not isinstance(chunk, dict):
+        raise BackendProtocolError(f"Ollama at {location} sent a non-object line", location=location)
+    if "error" in chunk:
+        raise BackendProtocolError(
+            f"Ollama at {location} failed mid-stream: {chunk['error']}", location=location
+        )
+    return chunk
+
+
+def _done_from_chunk(chunk: dict[str, Any]) -> Done:
+    reason = chunk.get("done_reason") or "stop"
+    return Done(
+        finish_reason="length" if reason == "length" else "stop",
+        prompt_tokens=int(chunk.get("prompt_eval_count", 0) or 0),
+        completion_tokens=int(chunk.get("eval_count", 0) or 0),
+        load_s=int(chunk.get("load_duration", 0) or 0) * _NS,
+        prompt_eval_s=int(chunk.get("prompt_eval_duration", 0) or 0) * _NS,
+        eval_s=int(chunk.get("eval_duration", 0) or 0) * _NS,
+    )
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text[:200] or response.reason_phrase
+    if isinstance(data, dict) and "error" in data:
+        return str(data["error"])
+    return response.text[:200]
+
+
+def _retry_after(response: httpx.Response) -> float:
+    header = response.headers.get("retry-after", "")
+    try:
+        return max(0.0, float(header))
+    except ValueError:
+        return _BUSY_RETRY_S
+
+
+def _same_model(candidate: str, wanted: str) -> bool:
+    """Ollama names carry an implicit ':latest' tag."""
+    def norm(name: str) -> str:
+        return name if ":" in name else f"{name}:latest"
+
+    return norm(candidate) == norm(wanted)
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.replace("Z", "+00:00")
+    # Ollama prints nanoseconds; Python parses at most microseconds.
+    if "." in text:
+        head, _, tail = text.partition(".")
+        digits = "".join(ch for ch in tail if ch.isdigit())
+        zone = tail[len(digits):]
+        text = f"{head}.{digits[:6]}{zone}"
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

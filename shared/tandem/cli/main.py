@@ -1,0 +1,134 @@
+"""``tandem``: run the services, ask a question, show the cluster."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+from tandem import __version__
+from tandem.cli.options import add_settings_arguments, settings_from_args
+from tandem.settings import ClientSettings, GatewaySettings, WorkerSettings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tandem",
+        description="Tandem: a guarded, distributed LLM router (gateway + worker over gRPC).",
+    )
+    parser.add_argument("--version", action="version", version=f"tandem {__version__}")
+    parser.add_argument(
+        "--env-file",
+        default=os.environ.get("TANDEM_ENV_FILE"),
+        metavar="PATH",
+        help="Read TANDEM_* settings from this file (see deploy/*.env) [env TANDEM_ENV_FILE]",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("TANDEM_LOG_LEVEL", "INFO"),
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="Log verbosity [env TANDEM_LOG_LEVEL; default: INFO]",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    worker = commands.add_parser(
+        "worker",
+        help="run the worker (the Mac Mini node that generates)",
+        description="Serve tandem.v1.WorkerService. Without --ollama-url it runs the embedded model.",
+    )
+    add_settings_arguments(worker, WorkerSettings)
+
+    gateway = commands.add_parser(
+        "gateway",
+        help="run the gateway (the MacBook node that screens and routes)",
+        description="Serve tandem.v1.GatewayService. The classifier runs on the embedded model "
+        "unless --ollama-url is given.",
+    )
+    add_settings_arguments(gateway, GatewaySettings)
+
+    up = commands.add_parser(
+        "up",
+        help="run a worker and a gateway on this machine (what `make run` does)",
+        description="Start `tandem worker` and `tandem gateway` as two processes on this "
+        "machine; Ctrl-C stops both.",
+    )
+    up.add_argument("--gateway-listen", default="127.0.0.1:50051", help="gateway address")
+    up.add_argument("--worker-listen", default="127.0.0.1:50052", help="worker address")
+
+    ask = commands.add_parser(
+        "ask",
+        help="ask the gateway; the answer streams to stdout",
+        description="Stream an answer through the gateway. The answer goes to stdout, the "
+        "decision and summary to stderr. Exit status: 0 answered, 3 refused, 1 error.",
+    )
+    add_settings_arguments(ask, ClientSettings)
+    ask.add_argument("--json", action="store_true", help="print every event as a JSON line")
+    ask.add_argument("--system", default=None, help="a system message to send first")
+    ask.add_argument("--max-tokens", type=int, default=None, help="cap on generated tokens")
+    ask.add_argument("--temperature", type=float, default=None, help="sampling temperature")
+    ask.add_argument("--seed", type=int, default=None, help="sampling seed")
+    ask.add_argument("prompt", metavar="PROMPT", help="the question; '-' reads it from stdin")
+
+    status = commands.add_parser(
+        "status",
+        help="show the gateway and its workers",
+        description="Print the cluster status. Exit status: 0 ready, 2 not ready, 1 unreachable.",
+    )
+    add_settings_arguments(status, ClientSettings, skip=("timeout_s",))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return asyncio.run(_dispatch(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "worker":
+        from tandem.cli.serve import run_worker  # noqa: PLC0415
+
+        await run_worker(settings_from_args(WorkerSettings, args, args.env_file))
+        return 0
+    if args.command == "gateway":
+        from tandem.cli.serve import run_gateway  # noqa: PLC0415
+
+        await run_gateway(settings_from_args(GatewaySettings, args, args.env_file))
+        return 0
+    if args.command == "up":
+        from tandem.cli.up import run_local_pair  # noqa: PLC0415
+
+        return await run_local_pair(args.gateway_listen, args.worker_listen, args.env_file)
+    client = settings_from_args(ClientSettings, args, args.env_file)
+    if args.command == "ask":
+        from tandem.cli.ask import AskRequest, ask, read_prompt  # noqa: PLC0415
+
+        prompt = read_prompt(args.prompt)
+        if not prompt.strip():
+            print("tandem: error: the prompt is empty", file=sys.stderr)
+            return 2
+        request = AskRequest(
+            prompt=prompt,
+            system=args.system,
+            max_tokens=args.max_tokens,
+            temperature=args.temperature,
+            seed=args.seed,
+            as_json=args.json,
+        )
+        return await ask(client.gateway, client.timeout_s, request)
+    from tandem.cli.status import show_status  # noqa: PLC0415
+
+    return await show_status(client.gateway)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

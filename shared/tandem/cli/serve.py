@@ -1,0 +1,28 @@
+"""``tandem worker`` and ``tandem gateway``: run a service until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+
+from tandem.serving import wait_for_termination_signal
+from tandem.settings import GatewaySettings, WorkerSettings
+
+log = logging.getLogger("tandem")
+
+
+async def run_worker(settings: WorkerSettings) -> None:
+    from tandem_worker.server import running_worker  # noqa: PLC0415 - only this role needs it
+
+    async with running_worker(settings):
+        await wait_for_termination_signal()
+        log.info("worker stopping")
+    log.info("worker stopped")
+
+
+async def run_gateway(settings: GatewaySettings) -> None:
+    from tandem_gateway.server import running_gateway  # noqa: PLC0415
+
+    async with running_gateway(settings):
+        await wait_for_termination_signal()
+        log.info("gateway stopping")
+    log.info("gateway stopped")

@@ -1,0 +1,54 @@
+"""Build ``NodeStatus`` reports from a backend probe and this host's memory."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import psutil
+from google.protobuf import timestamp_pb2
+
+from tandem.backends.base import BackendProbe, ChatBackend
+from tandem.conversions import seconds_to_duration
+from tandem.v1 import worker_pb2
+
+_BACKEND_KINDS = {
+    "ollama": worker_pb2.BACKEND_KIND_OLLAMA,
+    "embedded": worker_pb2.BACKEND_KIND_EMBEDDED,
+}
+
+
+def timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def host_memory() -> worker_pb2.MemoryInfo:
+    memory = psutil.virtual_memory()
+    return worker_pb2.MemoryInfo(total_bytes=memory.total, available_bytes=memory.available)
+
+
+def node_status(
+    node: str, backend: ChatBackend, probe: BackendProbe, *, in_flight: int = 0
+) -> worker_pb2.NodeStatus:
+    status = worker_pb2.NodeStatus(
+        node=node,
+        backend=_BACKEND_KINDS[backend.kind],
+        backend_url=backend.location,
+        model=backend.model,
+        backend_reachable=probe.reachable,
+        model_available=probe.model_available,
+        model_loaded=probe.model_loaded,
+        memory=host_memory(),
+        generations_in_flight=in_flight,
+        error=probe.error,
+        probe_latency=seconds_to_duration(probe.latency_s),
+        version=probe.version,
+    )
+    if probe.model_expires_at is not None:
+        status.model_expires_at.CopyFrom(timestamp(probe.model_expires_at))
+    for model in probe.loaded_models:
+        loaded = status.loaded_models.add(name=model.name, size_bytes=model.size_bytes)
+        if model.expires_at is not None:
+            loaded.expires_at.CopyFrom(timestamp(model.expires_at))
+    return status

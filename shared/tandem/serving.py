@@ -1,0 +1,118 @@
+"""Start a gRPC asyncio server the same way for both services.
+
+Standard health (``grpc.health.v1``) and server reflection are always on, so
+grpcurl and health probes work with no .proto files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from tandem.health import NOT_SERVING, SERVING, HealthService
+from tandem.inflight import InFlight
+from tandem.settings import parse_host_port
+
+log = logging.getLogger(__name__)
+
+
+# Message size and keepalive limits for both services and their channels.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    # Accept client keepalive pings every 5 s, even with no call in flight.
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.so_reuseport", 0),
+)
+CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2_000),
+)
+
+
+@dataclass
+class RunningServer:
+    """A started server, its bound port and its health servicer."""
+
+    server: grpc.aio.Server
+    port: int
+    health: HealthService
+    address: str
+
+    async def set_ready(self, service: str, ready: bool) -> None:
+        self.health.set(service, SERVING if ready else NOT_SERVING)
+
+    async def stop(self, work: InFlight, grace_s: float = 10.0) -> None:
+        """Turn NOT_SERVING, let the work in flight finish (up to ``grace_s``), then stop.
+
+        Long-lived streams that are not work (health Watch, status watches) are
+        cancelled at once rather than holding the shutdown for the whole grace.
+        """
+        self.health.enter_graceful_shutdown()
+        drained = await work.wait_idle(grace_s)
+        if not drained:
+            log.warning("stopping with %d call(s) still in flight after %.0fs", work.count, grace_s)
+        await self.server.stop(0)
+
+
+async def start_server(
+    listen: str,
+    register: Callable[[grpc.aio.Server], None],
+    service_names: Iterable[str],
+    *,
+    interceptors: Iterable[grpc.aio.ServerInterceptor] = (),
+) -> RunningServer:
+    """Bind ``listen``, register the services, health and reflection, and start.
+
+    ``""`` (liveness) answers SERVING at once; each named service starts
+    NOT_SERVING until its owner declares it ready.
+    """
+    host, port = parse_host_port(listen)
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=list(interceptors))
+    register(server)
+    health_servicer = HealthService()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = list(service_names)
+    reflection.enable_server_reflection(
+        [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        server,
+    )
+    bind_host = f"[{host}]" if ":" in host else host
+    try:
+        bound = server.add_insecure_port(f"{bind_host}:{port}")
+    except RuntimeError as exc:
+        raise OSError(f"cannot listen on {listen}: {exc}") from exc
+    if bound == 0:
+        raise OSError(f"cannot listen on {listen} (address in use or not on this host)")
+    for name in names:
+        health_servicer.set(name, NOT_SERVING)
+    await server.start()
+    return RunningServer(server, bound, health_servicer, f"{host}:{bound}")
+
+
+async def wait_for_termination_signal() -> None:
+    """Return on SIGINT or SIGTERM (Ctrl-C, docker stop, launchd)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,109 @@
+"""gRPC error statuses a client can act on, with ``google.rpc`` rich details.
+
+Each helper returns a ``RichStatus``; ``await abort(context, status)`` ends the
+call with it. Clients read the details with ``grpc_status.rpc_status.from_call``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NoReturn
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from tandem.backends.errors import (
+    BackendBusy,
+    BackendError,
+    BackendRejected,
+    BackendTimeout,
+    BackendUnavailable,
+    ModelNotFound,
+)
+
+ERROR_DOMAIN = "tandem.dev"
+
+
+@dataclass(frozen=True, slots=True)
+class RichStatus:
+    code: grpc.StatusCode
+    message: str
+    details: tuple[any_pb2.Any, ...] = ()
+
+    def to_grpc_status(self) -> grpc.Status:
+        proto = status_pb2.Status(
+            code=getattr(code_pb2, self.code.name), message=self.message, details=list(self.details)
+        )
+        return rpc_status.to_status(proto)
+
+
+class RichStatusError(Exception):
+    """Raised by validation and routing code; the servicer turns it into a status."""
+
+    def __init__(self, status: RichStatus) -> None:
+        super().__init__(status.message)
+        self.status = status
+
+
+def _pack(message: object) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)  # type: ignore[arg-type]
+    return packed
+
+
+def invalid_argument(field: str, description: str) -> RichStatus:
+    violation = error_details_pb2.BadRequest.FieldViolation(field=field, description=description)
+    return RichStatus(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"{field}: {description}",
+        (_pack(error_details_pb2.BadRequest(field_violations=[violation])),),
+    )
+
+
+def unavailable(node: str, message: str, *, reason: str = "NODE_UNAVAILABLE") -> RichStatus:
+    info = error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata={"node": node})
+    retry = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=1))
+    return RichStatus(grpc.StatusCode.UNAVAILABLE, message, (_pack(info), _pack(retry)))
+
+
+def resource_exhausted(message: str, retry_after_s: float, *, node: str = "") -> RichStatus:
+    delay = duration_pb2.Duration()
+    delay.FromNanoseconds(int(retry_after_s * 1e9))
+    info = error_details_pb2.ErrorInfo(reason="BUSY", domain=ERROR_DOMAIN, metadata={"node": node})
+    retry = error_details_pb2.RetryInfo(retry_delay=delay)
+    return RichStatus(grpc.StatusCode.RESOURCE_EXHAUSTED, message, (_pack(info), _pack(retry)))
+
+
+def deadline_exceeded(message: str) -> RichStatus:
+    return RichStatus(grpc.StatusCode.DEADLINE_EXCEEDED, message)
+
+
+def from_backend_error(exc: BackendError, node: str) -> RichStatus:
+    """Map a backend failure to the status a caller should see."""
+    text = f"{node}: {exc.message}"
+    if isinstance(exc, BackendUnavailable):
+        return unavailable(node, text, reason="BACKEND_UNAVAILABLE")
+    if isinstance(exc, ModelNotFound):
+        missing = error_details_pb2.PreconditionFailure.Violation(
+            type="MODEL_NOT_FOUND", subject=exc.model, description=exc.message
+        )
+        return RichStatus(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            text,
+            (_pack(error_details_pb2.PreconditionFailure(violations=[missing])),),
+        )
+    if isinstance(exc, BackendBusy):
+        return resource_exhausted(text, exc.retry_after_s, node=node)
+    if isinstance(exc, BackendTimeout):
+        return deadline_exceeded(text)
+    if isinstance(exc, BackendRejected):
+        return RichStatus(grpc.StatusCode.INVALID_ARGUMENT, text)
+    return RichStatus(grpc.StatusCode.INTERNAL, text)
+
+
+async def abort(context: grpc.aio.ServicerContext, status: RichStatus) -> NoReturn:
+    grpc_status = status.to_grpc_status()
+    await context.abort(grpc_status.code, grpc_status.details, grpc_status.trailing_metadata)
+    raise AssertionError("unreachable: abort raises")  # pragma: no cover

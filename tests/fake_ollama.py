@@ -1,0 +1,274 @@
+"""A fake Ollama: a real HTTP server speaking Ollama's wire format.
+
+It serves ``/``, ``/api/version``, ``/api/tags``, ``/api/ps`` and ``/api/chat``
+(streaming NDJSON ending with a ``done`` line, or one JSON object with
+``stream: false``), the way Ollama does, so the services' httpx code runs
+exactly as it would against Ollama on the Macs. Tests steer it through
+``FakeOllama`` attributes: the reply, a per-token delay, and failure modes.
+It records every chat request and every client that hung up mid-stream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+
+FailMode = Literal[
+    None,
+    "http_500",
+    "busy_503",
+    "bad_json_line",
+    "error_line",
+    "drop_mid_stream",
+    "stall_before_first_token",
+]
+
+Responder = Callable[[dict[str, Any]], str]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass
+class FakeOllama:
+    """Configuration and observations of one fake Ollama server."""
+
+    models: list[str] = field(default_factory=lambda: ["qwen3-coder-next:latest"])
+    reply: str = "Hello from the fake Ollama. This is a streamed answer."
+    token_delay_s: float = 0.0
+    fail_mode: FailMode = None
+    responder: Responder | None = None
+    chat_requests: list[dict[str, Any]] = field(default_factory=list)
+    loaded: dict[str, datetime] = field(default_factory=dict)
+    disconnects: int = 0
+    disconnected: threading.Event = field(default_factory=threading.Event)
+    stream_started: threading.Event = field(default_factory=threading.Event)
+    server: ThreadingHTTPServer | None = None
+    connections: set[socket.socket] = field(default_factory=set)
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def generation_requests(self) -> list[dict[str, Any]]:
+        """Chat requests that asked for generation (not the empty-messages warm-up)."""
+        return [r for r in self.chat_requests if r.get("messages")]
+
+    def has_model(self, name: str) -> bool:
+        wanted = name if ":" in name else f"{name}:latest"
+        return any((m if ":" in m else f"{m}:latest") == wanted for m in self.models)
+
+    def tokens_for(self, body: dict[str, Any]) -> tuple[list[str], bool]:
+        """The reply split like a tokenizer would (words keep their leading space),
+        cut at ``num_predict``; the flag says whether it was cut."""
+        text = self.responder(body) if self.responder else self.reply
+        pieces = [word if index == 0 else " " + word for index, word in enumerate(text.split(" "))]
+        limit = body.get("options", {}).get("num_predict")
+        if isinstance(limit, int) and 0 < limit < len(pieces):
+            return pieces[:limit], True
+        return pieces, False
+
+
+def _handler(fake: FakeOllama) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            fake.connections.add(self.connection)
+
+        def finish(self) -> None:
+            fake.connections.discard(self.connection)
+            super().finish()
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+            return
+
+        def _send_json(self, status: int, payload: dict[str, Any]) -> None:
+            body = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            if self.path == "/":
+                body = b"Ollama is running"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            elif self.path == "/api/version":
+                self._send_json(200, {"version": "0.12.6"})
+            elif self.path == "/api/tags":
+                self._send_json(200, {"models": [_model_entry(name) for name in fake.models]})
+            elif self.path == "/api/ps":
+                now = datetime.now(UTC)
+                running = [
+                    {**_model_entry(name), "expires_at": expires.isoformat(), "size_vram": 0}
+                    for name, expires in fake.loaded.items()
+                    if expires > now
+                ]
+                self._send_json(200, {"models": running})
+            else:
+                self._send_json(404, {"error": "404 page not found"})
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length)
+            if self.path != "/api/chat":
+                self._send_json(404, {"error": "404 page not found"})
+                return
+            try:
+                body = json.loads(raw)
+            except json.JSONDecodeError:
+                self._send_json(400, {"error": "invalid character in request body"})
+                return
+            fake.chat_requests.append(body)
+            model = body.get("model", "")
+            if not fake.has_model(model):
+                self._send_json(404, {"error": f'model "{model}" not found, try pulling it first'})
+                return
+            if fake.fail_mode == "http_500":
+                self._send_json(500, {"error": "llama runner process has terminated"})
+                return
+            if fake.fail_mode == "busy_503":
+                self._send_json(503, {"error": "server busy, please try again. maximum pending requests exceeded"})
+                return
+            fake.loaded[model if ":" in model else f"{model}:latest"] = datetime.now(UTC) + _keep_alive(body)
+            if not body.get("messages"):
+                self._send_json(200, _final_chunk(model, 0, "load"))
+                return
+            tokens, cut = fake.tokens_for(body)
+            reason = "length" if cut else "stop"
+            if body.get("stream", True) is False:
+                final = _final_chunk(model, len(tokens), reason)
+                final["message"]["content"] = "".join(tokens)
+                self._send_json(200, final)
+                return
+            self._stream(model, tokens, reason)
+
+        def _stream(self, model: str, tokens: list[str], reason: str) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-ndjson")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            fake.stream_started.set()
+            try:
+                if fake.fail_mode == "stall_before_first_token":
+                    self._wait_for_disconnect()
+                    return
+                for index, token in enumerate(tokens):
+                    if fake.fail_mode == "drop_mid_stream" and index == len(tokens) // 2:
+                        self.wfile.flush()
+                        self.close_connection = True
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                        return
+                    if fake.fail_mode == "bad_json_line" and index == 1:
+                        self._chunk(b"{not json\n")
+                        break
+                    if fake.fail_mode == "error_line" and index == 1:
+                        self._chunk(json.dumps({"error": "an error was encountered while running the model"}).encode() + b"\n")
+                        break
+                    line = {"model": model, "created_at": _now(), "message": {"role": "assistant", "content": token}, "done": False}
+                    self._chunk(json.dumps(line).encode() + b"\n")
+                    if fake.token_delay_s:
+                        time.sleep(fake.token_delay_s)
+                else:
+                    self._chunk(json.dumps(_final_chunk(model, len(tokens), reason)).encode() + b"\n")
+                self._chunk(b"")
+            except (BrokenPipeError, ConnectionResetError):
+                fake.disconnects += 1
+                fake.disconnected.set()
+
+        def _wait_for_disconnect(self) -> None:
+            """Hold the stream open, sending nothing, until the client hangs up."""
+            self.connection.settimeout(0.05)
+            while True:
+                try:
+                    if self.connection.recv(1) == b"":
+                        break
+                except TimeoutError:
+                    continue
+                except OSError:
+                    break
+            fake.disconnects += 1
+            fake.disconnected.set()
+
+        def _chunk(self, data: bytes) -> None:
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.wfile.flush()
+
+    return Handler
+
+
+def _keep_alive(body: dict[str, Any]) -> timedelta:
+    value = body.get("keep_alive", "5m")
+    if value in (-1, "-1"):
+        return timedelta(days=3650)
+    if isinstance(value, (int, float)):
+        return timedelta(seconds=value)
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        return timedelta(seconds=float(value[:-1]) * units[value[-1]])
+    except (KeyError, ValueError, IndexError):
+        return timedelta(minutes=5)
+
+
+def _model_entry(name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "model": name,
+        "modified_at": "2026-11-01T10:00:00.000000000Z",
+        "size": 4_920_753_328,
+        "digest": "a" * 64,
+        "details": {"format": "gguf", "family": "llama", "parameter_size": "8.0B", "quantization_level": "Q4_K_M"},
+    }
+
+
+def _final_chunk(model: str, eval_count: int, reason: str) -> dict[str, Any]:
+    return {
+        "model": model,
+        "created_at": _now(),
+        "message": {"role": "assistant", "content": ""},
+        "done_reason": reason,
+        "done": True,
+        "total_duration": 5_000_000 + eval_count * 1_000_000,
+        "load_duration": 1_000_000,
+        "prompt_eval_count": 12,
+        "prompt_eval_duration": 2_000_000,
+        "eval_count": eval_count,
+        "eval_duration": eval_count * 1_000_000,
+    }
+
+
+def start_fake_ollama(fake: FakeOllama, host: str = "127.0.0.1", port: int = 0) -> FakeOllama:
+    server = ThreadingHTTPServer((host, port), _handler(fake))
+    server.daemon_threads = True
+    fake.server = server
+    threading.Thread(target=server.serve_forever, name="fake-ollama", daemon=True).start()
+    return fake
+
+
+def stop_fake_ollama(fake: FakeOllama) -> None:
+    """Stop like a killed Ollama: no listener, and every open connection reset."""
+    if fake.server is not None:
+        fake.server.shutdown()
+        fake.server.server_close()
+        for connection in list(fake.connections):
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+        fake.server = None
