@@ -259,7 +259,9 @@ def start_fake_ollama(fake: FakeOllama, host: str = "127.0.0.1", port: int = 0) 
     server = ThreadingHTTPServer((host, port), _handler(fake))
     server.daemon_threads = True
     fake.server = server
-    threading.Thread(target=server.serve_forever, name="fake-ollama", daemon=True).start()
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-ollama", daemon=True
+    ).start()
     return fake
 
 

@@ -17,9 +17,12 @@ from tandem.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 class GatewayClient:
     """``async with GatewayClient("127.0.0.1:50051") as client: ...``"""
 
-    def __init__(self, address: str, *, timeout_s: float = 600.0) -> None:
+    def __init__(self, address: str, *, timeout_s: float = 600.0, wait_for_ready: bool = False) -> None:
+        """``wait_for_ready``: queue calls while the gateway is unreachable (until the
+        deadline) instead of failing at once with UNAVAILABLE."""
         self.address = address
         self._timeout_s = timeout_s
+        self._wait_for_ready = wait_for_ready
         self._channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
         self._stub = gateway_pb2_grpc.GatewayServiceStub(self._channel)
 
@@ -52,7 +55,7 @@ class GatewayClient:
             request,
             timeout=self._timeout_s,
             metadata=((REQUEST_ID_KEY, request_id or new_request_id()),),
-            wait_for_ready=True,
+            wait_for_ready=self._wait_for_ready,
         )
         try:
             async for response in call:
@@ -64,7 +67,7 @@ class GatewayClient:
         response = await self._stub.Classify(
             gateway_pb2.ClassifyRequest(messages=turns_to_proto(turns)),
             timeout=self._timeout_s,
-            wait_for_ready=True,
+            wait_for_ready=self._wait_for_ready,
         )
         return response.decision
 

@@ -73,6 +73,14 @@ class Guard:
             if isinstance(exc, TimeoutError)
             else str(exc)
         )
+        if not self._enforce_judge:
+            log.warning("advisory judge failed (%s); the rules tier passed the request", what)
+            return GuardDecision(
+                verdict="allow",
+                tier="policy",
+                reason=f"advisory judge unavailable ({what}); the rules tier passed it",
+                latency_s=time.monotonic() - started,
+            )
         if self._fail_open:
             log.error("GUARD FAIL-OPEN: judge failed (%s); request ALLOWED unscreened", what)
             return GuardDecision(

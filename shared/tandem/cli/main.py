@@ -77,6 +77,22 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print the cluster status. Exit status: 0 ready, 2 not ready, 1 unreachable.",
     )
     add_settings_arguments(status, ClientSettings, skip=("timeout_s",))
+
+    health = commands.add_parser(
+        "health",
+        help="check a service's gRPC health; exit 0 when SERVING (for healthchecks)",
+        description="Ask grpc.health.v1.Health/Check. Exit status 0 SERVING, 1 otherwise.",
+    )
+    health.add_argument(
+        "--address", default="127.0.0.1:50051", help="host:port of the gateway or worker"
+    )
+    health.add_argument(
+        "--service",
+        default="",
+        help="'' for liveness (default), tandem.v1.GatewayService or tandem.v1.WorkerService "
+        "for readiness",
+    )
+    health.add_argument("--timeout-s", type=float, default=3.0, help="deadline in seconds")
     return parser
 
 
@@ -104,6 +120,10 @@ async def _dispatch(args: argparse.Namespace) -> int:
 
         await run_gateway(settings_from_args(GatewaySettings, args, args.env_file))
         return 0
+    if args.command == "health":
+        from tandem.cli.health import check_health  # noqa: PLC0415
+
+        return await check_health(args.address, args.service, args.timeout_s)
     if args.command == "up":
         from tandem.cli.up import run_local_pair  # noqa: PLC0415
 

@@ -60,6 +60,8 @@ def render(status: gateway_pb2.ClusterStatus) -> Table:
 
 async def show_status(gateway: str) -> int:
     console = Console()
+    if not console.is_terminal:
+        console = Console(width=200)  # piped: keep each row on one line for grep
     try:
         async with GatewayClient(gateway) as client:
             status = await client.cluster_status()
