@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import select
 import socket
 import threading
 import time
@@ -24,6 +25,8 @@ from typing import Any, Literal
 FailMode = Literal[
     None,
     "http_500",
+    "no_done",
+    "reset_once",
     "busy_503",
     "bad_json_line",
     "error_line",
@@ -51,6 +54,10 @@ class FakeOllama:
     loaded: dict[str, datetime] = field(default_factory=dict)
     disconnects: int = 0
     disconnected: threading.Event = field(default_factory=threading.Event)
+    disconnected_at: float | None = None  # time.monotonic() when a client hung up
+    # Set when one chunk write blocked for a while: the client stopped reading.
+    backpressured: threading.Event = field(default_factory=threading.Event)
+    tokens_sent: int = 0
     stream_started: threading.Event = field(default_factory=threading.Event)
     server: ThreadingHTTPServer | None = None
     connections: set[socket.socket] = field(default_factory=set)
@@ -145,6 +152,11 @@ def _handler(fake: FakeOllama) -> type[BaseHTTPRequestHandler]:
             if fake.fail_mode == "http_500":
                 self._send_json(500, {"error": "llama runner process has terminated"})
                 return
+            if fake.fail_mode == "reset_once":
+                fake.fail_mode = None
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
             if fake.fail_mode == "busy_503":
                 self._send_json(503, {"error": "server busy, please try again. maximum pending requests exceeded"})
                 return
@@ -185,12 +197,17 @@ def _handler(fake: FakeOllama) -> type[BaseHTTPRequestHandler]:
                         break
                     line = {"model": model, "created_at": _now(), "message": {"role": "assistant", "content": token}, "done": False}
                     self._chunk(json.dumps(line).encode() + b"\n")
+                    fake.tokens_sent += 1
                     if fake.token_delay_s:
                         time.sleep(fake.token_delay_s)
                 else:
+                    if fake.fail_mode == "no_done":
+                        self._chunk(b"")
+                        return
                     self._chunk(json.dumps(_final_chunk(model, len(tokens), reason)).encode() + b"\n")
                 self._chunk(b"")
             except (BrokenPipeError, ConnectionResetError):
+                fake.disconnected_at = time.monotonic()
                 fake.disconnects += 1
                 fake.disconnected.set()
 
@@ -205,14 +222,22 @@ def _handler(fake: FakeOllama) -> type[BaseHTTPRequestHandler]:
                     continue
                 except OSError:
                     break
+            fake.disconnected_at = time.monotonic()
             fake.disconnects += 1
             fake.disconnected.set()
 
         def _chunk(self, data: bytes) -> None:
+            # A socket that stays unwritable means the client stopped reading.
+            _, writable, _ = select.select([], [self.connection], [], _BLOCKED_WRITE_S)
+            if not writable:
+                fake.backpressured.set()
             self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
             self.wfile.flush()
 
     return Handler
+
+
+_BLOCKED_WRITE_S = 0.5
 
 
 def _keep_alive(body: dict[str, Any]) -> timedelta:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+from tandem.changes import ChangeSignal
 from tandem.monitor import BackendMonitor
 from tandem.node_status import timestamp
 from tandem.v1 import gateway_pb2
@@ -25,7 +24,7 @@ class ClusterView:
         self._classifier_ready = False
         self._ready: bool | None = None
         self._readiness_sink: ReadinessSink | None = None
-        self._change = asyncio.Event()
+        self.changes = ChangeSignal()
 
     @property
     def ready(self) -> bool:
@@ -42,8 +41,7 @@ class ClusterView:
         await self._changed()
 
     async def _changed(self) -> None:
-        self._change.set()
-        self._change = asyncio.Event()
+        self.changes.notify()
         ready = self.ready
         if ready != self._ready and self._readiness_sink is not None:
             self._ready = ready
@@ -51,12 +49,7 @@ class ClusterView:
 
     async def wait_for_change(self, timeout_s: float) -> bool:
         """True when something changed, False when ``timeout_s`` passed first."""
-        change = self._change
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout_s):
-                await change.wait()
-                return True
-        return False
+        return await self.changes.wait(timeout_s)
 
     def snapshot(self) -> gateway_pb2.ClusterStatus:
         status = gateway_pb2.ClusterStatus(

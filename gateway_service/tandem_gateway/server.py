@@ -38,7 +38,11 @@ async def running_gateway(settings: GatewaySettings) -> AsyncIterator[RunningGat
     """Start a gateway; it turns ready when its classifier and a worker are."""
     backend = build_backend(settings, settings.production_model)
     monitor = BackendMonitor(
-        settings.node_name or "gateway", backend, probe_interval_s=settings.probe_interval_s
+        settings.node_name or "gateway",
+        backend,
+        probe_interval_s=settings.probe_interval_s,
+        liveness_interval_s=settings.liveness_interval_s,
+        liveness_timeout_s=settings.idle_timeout_s,
     )
     guard = Guard(
         LlmJudge(backend),

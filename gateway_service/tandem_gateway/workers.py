@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tandem.changes import ChangeSignal
 from tandem.node_status import timestamp
 from tandem.serving import CHANNEL_OPTIONS
 from tandem.status import RichStatus, unavailable
@@ -118,12 +119,11 @@ class WorkerPool:
 
     def __init__(self, addresses: Iterable[str], on_change: ChangeSink) -> None:
         self._on_change = on_change
-        self._changed = asyncio.Event()
+        self.changes = ChangeSignal()
         self.links = [WorkerLink(address, self._link_changed) for address in addresses]
 
     async def _link_changed(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
+        self.changes.notify()
         await self._on_change()
 
     @property
@@ -150,10 +150,7 @@ class WorkerPool:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise NoWorkerError(self._no_worker_status(exclude))
-            changed = self._changed
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(remaining):
-                    await changed.wait()
+            await self.changes.wait(remaining)
 
     def _no_worker_status(self, exclude: set[str]) -> RichStatus:
         states = "; ".join(link.describe() for link in self.links)

@@ -44,11 +44,14 @@ def node_status(
         error=probe.error,
         probe_latency=seconds_to_duration(probe.latency_s),
         version=probe.version,
+        available_models=list(probe.available_models),
     )
     if probe.model_expires_at is not None:
         status.model_expires_at.CopyFrom(timestamp(probe.model_expires_at))
     for model in probe.loaded_models:
-        loaded = status.loaded_models.add(name=model.name, size_bytes=model.size_bytes)
+        loaded = status.loaded_models.add(
+            name=model.name, size_bytes=model.size_bytes, size_vram_bytes=model.size_vram_bytes
+        )
         if model.expires_at is not None:
             loaded.expires_at.CopyFrom(timestamp(model.expires_at))
     return status

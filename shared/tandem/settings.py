@@ -54,6 +54,19 @@ class BackendSettings(BaseSettings):
     connect_timeout_s: float = Field(
         default=3.0, gt=0, description="Timeout for connecting to the backend, in seconds."
     )
+    idle_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="Longest silence from Ollama between two stream chunks (model load "
+        "included) before the call fails as stalled, in seconds.",
+    )
+    liveness_interval_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="How often an idle backend with its model loaded is asked for a one-token "
+        "generation, proving inference works (0 disables). It never extends the model's "
+        "residency.",
+    )
     probe_interval_s: float = Field(
         default=2.0, gt=0, description="How often the backend's health is probed, in seconds."
     )
@@ -90,6 +103,18 @@ class WorkerSettings(BackendSettings):
         default=900.0,
         gt=0,
         description="Longest a generation may run when the caller set no deadline, in seconds.",
+    )
+    max_concurrent_generations: int = Field(
+        default=1,
+        ge=1,
+        description="Generations sent to the backend at once. Match Ollama's "
+        "OLLAMA_NUM_PARALLEL (1 by default); more only queue inside Ollama.",
+    )
+    max_queued_generations: int = Field(
+        default=16,
+        ge=0,
+        description="Generations that may wait for a slot; past that, calls fail at once with "
+        "RESOURCE_EXHAUSTED and retry advice.",
     )
 
     @property

@@ -97,7 +97,7 @@ def from_backend_error(exc: BackendError, node: str) -> RichStatus:
     if isinstance(exc, BackendBusy):
         return resource_exhausted(text, exc.retry_after_s, node=node)
     if isinstance(exc, BackendTimeout):
-        return deadline_exceeded(text)
+        return unavailable(node, text, reason="BACKEND_STALLED")
     if isinstance(exc, BackendRejected):
         return RichStatus(grpc.StatusCode.INVALID_ARGUMENT, text)
     return RichStatus(grpc.StatusCode.INTERNAL, text)

@@ -12,6 +12,7 @@ from tandem.monitor import BackendMonitor
 from tandem.serving import RunningServer, start_server
 from tandem.settings import WorkerSettings
 from tandem.v1 import worker_pb2, worker_pb2_grpc
+from tandem_worker.admission import Admission
 from tandem_worker.service import WorkerService
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,7 @@ SERVICE_NAME = worker_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name
 class RunningWorker:
     server: RunningServer
     monitor: BackendMonitor
+    admission: Admission
 
     @property
     def address(self) -> str:
@@ -34,10 +36,16 @@ async def running_worker(settings: WorkerSettings) -> AsyncIterator[RunningWorke
     """Start a worker; it answers health at once and turns ready when its model is."""
     backend = build_backend(settings, settings.production_model)
     monitor = BackendMonitor(
-        settings.node_name or "worker", backend, probe_interval_s=settings.probe_interval_s
+        settings.node_name or "worker",
+        backend,
+        probe_interval_s=settings.probe_interval_s,
+        liveness_interval_s=settings.liveness_interval_s,
+        liveness_timeout_s=settings.idle_timeout_s,
     )
+    admission = Admission(settings.max_concurrent_generations, settings.max_queued_generations)
     service = WorkerService(
         monitor,
+        admission,
         max_prompt_chars=settings.max_prompt_chars,
         max_generation_s=settings.max_generation_s,
     )
@@ -60,7 +68,7 @@ async def running_worker(settings: WorkerSettings) -> AsyncIterator[RunningWorke
         monitor.name, server.address, backend.kind, backend.model,
     )
     try:
-        yield RunningWorker(server, monitor)
+        yield RunningWorker(server, monitor, admission)
     finally:
         await server.stop(monitor.calls)
         await monitor.stop()

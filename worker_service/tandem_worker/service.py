@@ -6,11 +6,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import grpc
 
-from tandem.backends import BackendError, Delta, Done
+from tandem.backends import BackendError, BackendUnavailable, ChatTurn, Delta, Done, SamplingOptions
 from tandem.conversions import (
     finish_reason_to_proto,
     options_from_proto,
@@ -19,16 +19,35 @@ from tandem.conversions import (
     usage_to_proto,
 )
 from tandem.metadata import request_id_of
-from tandem.status import RichStatusError, abort, deadline_exceeded, from_backend_error
-from tandem.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 from tandem.monitor import BackendMonitor
+from tandem.status import (
+    RichStatusError,
+    abort,
+    deadline_exceeded,
+    from_backend_error,
+    resource_exhausted,
+)
+from tandem.v1 import common_pb2, worker_pb2, worker_pb2_grpc
+from tandem_worker.admission import Admission, AdmissionRejected
 
 log = logging.getLogger(__name__)
 
+# One quick retry when the backend cannot be reached before anything was sent
+# (Ollama restarting); never once a token has gone out.
+_RETRY_DELAY_S = 0.25
+
 
 class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
-    def __init__(self, node: BackendMonitor, *, max_prompt_chars: int, max_generation_s: float) -> None:
+    def __init__(
+        self,
+        node: BackendMonitor,
+        admission: Admission,
+        *,
+        max_prompt_chars: int,
+        max_generation_s: float,
+    ) -> None:
         self._node = node
+        self._admission = admission
         self._max_prompt_chars = max_prompt_chars
         self._max_generation_s = max_generation_s
 
@@ -44,30 +63,30 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
             await abort(context, exc.status)
         remaining = context.time_remaining()
         budget = self._max_generation_s if remaining is None else min(remaining, self._max_generation_s)
-        first_token_at: float | None = None
         node = self._node
         log.info("generate %s: %d messages", request_id, len(turns))
+        relay = _Relay(node, started)
         try:
             with node.calls.track():
-                events = node.backend.chat_stream(turns, options)
-                async with asyncio.timeout(budget), contextlib.aclosing(events):
-                    async for event in events:
-                        if isinstance(event, Delta):
-                            if first_token_at is None:
-                                first_token_at = time.monotonic()
-                            yield worker_pb2.GenerateResponse(
-                                delta=common_pb2.TextDelta(text=event.text)
-                            )
-                        elif isinstance(event, Done):
-                            yield worker_pb2.GenerateResponse(
-                                summary=_summary(event, node, started, first_token_at)
-                            )
-        except TimeoutError:
+                async with asyncio.timeout(budget), self._admission.slot():
+                    events = relay.run(turns, options)
+                    async with contextlib.aclosing(events):
+                        async for response in events:
+                            yield response
+        except AdmissionRejected as exc:
             await abort(
                 context,
-                deadline_exceeded(
-                    f"{node.name}: generation did not finish within {budget:.1f}s"
+                resource_exhausted(
+                    f"{node.name}: busy ({exc}); retry in {exc.retry_after_s:.0f}s",
+                    exc.retry_after_s,
+                    node=node.name,
                 ),
+            )
+        except TimeoutError:
+            where = "generating" if relay.started else "waiting for a free slot"
+            await abort(
+                context,
+                deadline_exceeded(f"{node.name}: deadline of {budget:.1f}s passed while {where}"),
             )
         except BackendError as exc:
             log.warning("generate %s failed: %s", request_id, exc.message)
@@ -77,23 +96,55 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         self, request: worker_pb2.GetNodeStatusRequest, context: grpc.aio.ServicerContext
     ) -> worker_pb2.NodeStatus:
         await self._node.refresh()
-        return self._node.status()
+        status = self._node.status(queued=self._admission.queued)
+        status.generations_in_flight = self._admission.running
+        return status
 
 
-def _summary(
-    done: Done, node: BackendMonitor, started: float, first_token_at: float | None
-) -> worker_pb2.GenerateSummary:
-    now = time.monotonic()
-    return worker_pb2.GenerateSummary(
-        finish_reason=finish_reason_to_proto(done),
-        usage=usage_to_proto(done),
-        timings=common_pb2.Timings(
-            time_to_first_token=seconds_to_duration((first_token_at or now) - started),
-            total=seconds_to_duration(now - started),
-            load=seconds_to_duration(done.load_s),
-            prompt_eval=seconds_to_duration(done.prompt_eval_s),
-            eval=seconds_to_duration(done.eval_s),
-        ),
-        model=node.backend.model,
-        node=node.name,
-    )
+class _Relay:
+    """Runs one generation on the backend and turns its events into responses."""
+
+    def __init__(self, node: BackendMonitor, started: float) -> None:
+        self._node = node
+        self._started = started
+        self.started = False
+        self.first_token_at: float | None = None
+
+    async def run(
+        self, turns: Sequence[ChatTurn], options: SamplingOptions
+    ) -> AsyncIterator[worker_pb2.GenerateResponse]:
+        self.started = True
+        for attempt in (1, 2):
+            events = self._node.backend.chat_stream(turns, options)
+            try:
+                async with contextlib.aclosing(events):
+                    async for event in events:
+                        if isinstance(event, Delta):
+                            if self.first_token_at is None:
+                                self.first_token_at = time.monotonic()
+                            yield worker_pb2.GenerateResponse(delta=common_pb2.TextDelta(text=event.text))
+                        elif isinstance(event, Done):
+                            self._node.note_generation_succeeded()
+                            yield worker_pb2.GenerateResponse(summary=self._summary(event))
+                return
+            except BackendUnavailable as exc:
+                if attempt == 2 or self.first_token_at is not None:
+                    raise
+                log.info("%s: %s; retrying once before the first token", self._node.name, exc.message)
+                await asyncio.sleep(_RETRY_DELAY_S)
+
+    def _summary(self, done: Done) -> worker_pb2.GenerateSummary:
+        now = time.monotonic()
+        return worker_pb2.GenerateSummary(
+            finish_reason=finish_reason_to_proto(done),
+            usage=usage_to_proto(done),
+            timings=common_pb2.Timings(
+                time_to_first_token=seconds_to_duration((self.first_token_at or now) - self._started),
+                total=seconds_to_duration(now - self._started),
+                load=seconds_to_duration(done.load_s),
+                prompt_eval=seconds_to_duration(done.prompt_eval_s),
+                eval=seconds_to_duration(done.eval_s),
+            ),
+            model=self._node.backend.model,
+            node=self._node.name,
+        )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol, TypeAlias
 
@@ -53,6 +53,7 @@ class LoadedModelInfo:
     name: str
     size_bytes: int = 0
     expires_at: datetime | None = None
+    size_vram_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,10 +65,10 @@ class BackendProbe:
     model_loaded: bool
     model_expires_at: datetime | None = None
     loaded_models: tuple[LoadedModelInfo, ...] = ()
+    available_models: tuple[str, ...] = ()
     version: str = ""
     error: str = ""
     latency_s: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def usable(self) -> bool:
@@ -99,6 +100,15 @@ class ChatBackend(Protocol):
 
     async def warm_up(self) -> None:
         """Load the model so the first request does not pay for it."""
+        ...
+
+    async def generate_one_token(self, keep_alive_s: int | None = None) -> None:
+        """A tiny real generation, to prove inference works (not just listing).
+
+        ``keep_alive_s`` overrides the residency it asks for, so a liveness
+        check does not extend how long the model stays loaded.
+        Raises BackendError subclasses on failure.
+        """
         ...
 
     async def aclose(self) -> None: ...

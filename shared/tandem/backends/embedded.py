@@ -9,6 +9,7 @@ stream sets a flag the generating thread checks before every next token.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import os
 import threading
@@ -210,6 +211,12 @@ class EmbeddedBackend:
             choice = chunk["choices"][0]
             yield choice.get("delta", {}).get("content") or "", choice.get("finish_reason")
 
+    async def generate_one_token(self, keep_alive_s: int | None = None) -> None:
+        events = self.chat_stream([ChatTurn("user", "Reply with OK.")], SamplingOptions(max_tokens=1, temperature=0.0))
+        async with contextlib.aclosing(events):
+            async for _ in events:
+                pass
+
     async def probe(self) -> BackendProbe:
         started = time.monotonic()
         if self._llama is None:
@@ -231,6 +238,7 @@ class EmbeddedBackend:
             model_available=True,
             model_loaded=True,
             loaded_models=(LoadedModelInfo(name=self.model, size_bytes=size),),
+            available_models=(self.model,),
             version=_llama_cpp_version(),
             latency_s=time.monotonic() - started,
         )

@@ -17,6 +17,7 @@ def build_backend(settings: BackendSettings, production_model: str) -> ChatBacke
             keep_alive=settings.keep_alive,
             num_ctx=settings.num_ctx,
             connect_timeout_s=settings.connect_timeout_s,
+            idle_timeout_s=settings.idle_timeout_s,
         )
     return EmbeddedBackend(
         model,

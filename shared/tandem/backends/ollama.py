@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import AsyncGenerator, Sequence
 from datetime import datetime
@@ -46,17 +47,20 @@ class OllamaBackend:
         keep_alive: str,
         num_ctx: int,
         connect_timeout_s: float = 3.0,
+        idle_timeout_s: float = 120.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.location = base_url
         self.model = model
         self._keep_alive = keep_alive
         self._num_ctx = num_ctx
-        # Generation streams have no read timeout of their own: the caller's
-        # deadline bounds them (and closing the stream stops Ollama).
+        self._idle_timeout_s = idle_timeout_s
+        # The read timeout is the longest silence between two chunks (model load
+        # included); the caller's deadline bounds the whole stream, and closing
+        # the stream is what makes Ollama stop generating.
         self._client = httpx.AsyncClient(
             base_url=base_url,
-            timeout=httpx.Timeout(connect=connect_timeout_s, read=None, write=10.0, pool=None),
+            timeout=httpx.Timeout(connect=connect_timeout_s, read=idle_timeout_s, write=10.0, pool=None),
             transport=transport,
         )
         self._probe_timeout = httpx.Timeout(connect_timeout_s, read=5.0, write=5.0, pool=5.0)
@@ -116,6 +120,11 @@ class OllamaBackend:
                 f"Ollama at {self.location} closed the stream before its final 'done' line",
                 location=self.location,
             )
+        except httpx.ReadTimeout as exc:
+            raise BackendTimeout(
+                f"Ollama at {self.location} sent nothing for {self._idle_timeout_s:.0f}s (stalled)",
+                location=self.location,
+            ) from exc
         except httpx.TimeoutException as exc:
             raise BackendTimeout(
                 f"Ollama at {self.location} timed out: {type(exc).__name__}",
@@ -163,12 +172,14 @@ class OllamaBackend:
                 error=f"Ollama at {self.location} is unreachable: {_describe(exc)}",
                 latency_s=time.monotonic() - started,
             )
-        available = any(_same_model(m.get("name", ""), self.model) for m in tags.get("models", []))
+        names = tuple(str(m.get("name", "")) for m in tags.get("models", []))
+        available = any(_same_model(name, self.model) for name in names)
         loaded = tuple(
             LoadedModelInfo(
                 name=m.get("name", ""),
                 size_bytes=int(m.get("size", 0) or 0),
                 expires_at=_parse_time(m.get("expires_at")),
+                size_vram_bytes=int(m.get("size_vram", 0) or 0),
             )
             for m in running.get("models", [])
         )
@@ -183,6 +194,7 @@ class OllamaBackend:
             model_loaded=mine is not None,
             model_expires_at=mine.expires_at if mine else None,
             loaded_models=loaded,
+            available_models=names,
             version=version,
             error=error,
             latency_s=time.monotonic() - started,
@@ -191,10 +203,26 @@ class OllamaBackend:
     async def warm_up(self) -> None:
         """Ask Ollama to load the model with our keep_alive (an empty chat)."""
         body = {"model": self.model, "messages": [], "keep_alive": _keep_alive_value(self._keep_alive)}
+        await self._post_chat(body)
+
+    async def generate_one_token(self, keep_alive_s: int | None = None) -> None:
+        body = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": "Reply with OK."}],
+            "stream": False,
+            "keep_alive": keep_alive_s if keep_alive_s is not None else _keep_alive_value(self._keep_alive),
+            "options": {"num_predict": 1, "num_ctx": self._num_ctx, "temperature": 0},
+        }
+        await self._post_chat(body)
+
+    async def _post_chat(self, body: dict[str, Any]) -> None:
         try:
             response = await self._client.post("/api/chat", json=body)
         except httpx.TimeoutException as exc:
-            raise BackendTimeout(f"Ollama at {self.location} timed out loading {self.model}") from exc
+            raise BackendTimeout(
+                f"Ollama at {self.location} did not answer within {self._idle_timeout_s:.0f}s",
+                location=self.location,
+            ) from exc
         except httpx.TransportError as exc:
             raise BackendUnavailable(
                 f"Ollama at {self.location} is unreachable: {_describe(exc)}", location=self.location
@@ -278,19 +306,22 @@ def _same_model(candidate: str, wanted: str) -> bool:
 
 
 def _parse_time(value: Any) -> datetime | None:
+    """Ollama prints RFC 3339 with nanoseconds; Python parses at most microseconds."""
     if not isinstance(value, str) or not value:
         return None
-    text = value.replace("Z", "+00:00")
-    # Ollama prints nanoseconds; Python parses at most microseconds.
-    if "." in text:
-        head, _, tail = text.partition(".")
-        digits = "".join(ch for ch in tail if ch.isdigit())
-        zone = tail[len(digits):]
-        text = f"{head}.{digits[:6]}{zone}"
+    match = _RFC3339.match(value.strip())
+    if match is None:
+        return None
+    base, fraction, zone = match.groups()
+    zone = "+00:00" if zone in ("Z", "z") else zone
+    text = f"{base}.{(fraction or '0')[:6]}{zone}"
     try:
         return datetime.fromisoformat(text)
     except ValueError:
         return None
+
+
+_RFC3339 = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|z|[+-]\d{2}:\d{2})$")
 
 
 def _describe(exc: BaseException) -> str:

@@ -1,0 +1,171 @@
+"""The worker at production depth: admission, queueing, stalls, retries, backpressure, liveness."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+
+from tandem.v1 import common_pb2, worker_pb2
+from tandem_worker.server import RunningWorker, running_worker
+from tests.conftest import worker_settings
+from tests.fake_ollama import FakeOllama
+from tests.helpers import (
+    GUARD_S,
+    NOT_SERVING,
+    WORKER_SERVICE,
+    rich_details,
+    user,
+    wait_for_health,
+    worker_stub,
+)
+
+HI = worker_pb2.GenerateRequest(messages=[user("hi")])
+
+
+async def _in_thread(event, timeout: float = GUARD_S) -> bool:
+    return await asyncio.get_running_loop().run_in_executor(None, event.wait, timeout)
+
+
+@pytest.fixture
+async def small_worker(worker_ollama: FakeOllama) -> AsyncIterator[RunningWorker]:
+    """One generation at a time, one waiting."""
+    settings = worker_settings(worker_ollama.url, max_concurrent_generations=1, max_queued_generations=1)
+    async with running_worker(settings) as running:
+        await wait_for_health(running.address, WORKER_SERVICE)
+        yield running
+
+
+async def test_error_line_mid_stream_fails_after_the_deltas_already_sent(
+    worker: RunningWorker, worker_ollama: FakeOllama
+) -> None:
+    worker_ollama.fail_mode = "error_line"
+    worker_ollama.reply = "one two three"
+    received: list[str] = []
+    async with grpc.aio.insecure_channel(worker.address) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            async for response in worker_stub(channel).Generate(HI, timeout=GUARD_S):
+                received.append(response.WhichOneof("event"))
+    assert received == ["delta"]  # what was sent stays sent; then the error, never OK
+    assert caught.value.code() == grpc.StatusCode.INTERNAL
+    assert "error was encountered" in caught.value.details()
+
+
+async def test_stream_ending_without_done_is_unavailable(worker: RunningWorker, worker_ollama: FakeOllama) -> None:
+    worker_ollama.fail_mode = "no_done"
+    async with grpc.aio.insecure_channel(worker.address) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            async for _ in worker_stub(channel).Generate(HI, timeout=GUARD_S):
+                pass
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "before its final 'done' line" in caught.value.details()
+
+
+async def test_stalled_ollama_fails_after_the_idle_timeout(worker_ollama: FakeOllama) -> None:
+    async with running_worker(worker_settings(worker_ollama.url, idle_timeout_s=0.5)) as running:
+        await wait_for_health(running.address, WORKER_SERVICE)
+        worker_ollama.fail_mode = "stall_before_first_token"
+        async with grpc.aio.insecure_channel(running.address) as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                async for _ in worker_stub(channel).Generate(HI, timeout=GUARD_S):
+                    pass
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "stalled" in caught.value.details()
+    info = [d for d in rich_details(caught.value) if isinstance(d, error_details_pb2.ErrorInfo)]
+    assert info[0].reason == "BACKEND_STALLED"
+    assert await _in_thread(worker_ollama.disconnected)
+
+
+async def test_full_queue_is_rejected_at_once_and_the_queue_drains(
+    small_worker: RunningWorker, worker_ollama: FakeOllama
+) -> None:
+    worker_ollama.token_delay_s = 0.0
+    async with grpc.aio.insecure_channel(small_worker.address) as channel:
+        stub = worker_stub(channel)
+        worker_ollama.fail_mode = "stall_before_first_token"
+        holding = stub.Generate(HI, timeout=GUARD_S)
+        assert await _in_thread(worker_ollama.stream_started)  # Ollama holds it, stalled
+        worker_ollama.fail_mode = None
+        waiting = stub.Generate(HI, timeout=GUARD_S)
+        await small_worker.admission.wait_until(lambda a: a.queued == 1, GUARD_S)
+        status = await stub.GetNodeStatus(worker_pb2.GetNodeStatusRequest(), timeout=GUARD_S)
+        assert (status.generations_in_flight, status.generations_queued) == (1, 1)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            async for _ in stub.Generate(HI, timeout=GUARD_S):
+                pass
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        retry = [d for d in rich_details(caught.value) if isinstance(d, error_details_pb2.RetryInfo)]
+        assert retry[0].retry_delay.seconds >= 1
+        holding.cancel()
+        events = [r.WhichOneof("event") async for r in waiting]
+    assert events[-1] == "summary"
+
+
+async def test_deadline_passing_in_the_queue_is_deadline_exceeded(
+    small_worker: RunningWorker, worker_ollama: FakeOllama
+) -> None:
+    worker_ollama.fail_mode = "stall_before_first_token"
+    async with grpc.aio.insecure_channel(small_worker.address) as channel:
+        stub = worker_stub(channel)
+        holding = stub.Generate(HI, timeout=GUARD_S)
+        await small_worker.admission.wait_until(lambda a: a.running == 1, GUARD_S)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            async for _ in stub.Generate(HI, timeout=0.3):
+                pass
+        holding.cancel()
+    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+async def test_connection_reset_before_the_first_token_is_retried_once(
+    worker: RunningWorker, worker_ollama: FakeOllama
+) -> None:
+    worker_ollama.fail_mode = "reset_once"
+    worker_ollama.reply = "second time lucky"
+    before = len(worker_ollama.generation_requests())
+    async with grpc.aio.insecure_channel(worker.address) as channel:
+        events = [r async for r in worker_stub(channel).Generate(HI, timeout=GUARD_S)]
+    assert "".join(e.delta.text for e in events if e.HasField("delta")) == "second time lucky"
+    assert len(worker_ollama.generation_requests()) == before + 2
+
+
+async def test_a_client_that_stops_reading_stops_ollama_not_the_worker_memory(
+    worker: RunningWorker, worker_ollama: FakeOllama
+) -> None:
+    token = "x" * 999
+    total = 20_000  # about 20 MB of NDJSON: far more than every buffer on the way
+    worker_ollama.reply = " ".join([token] * total)
+    async with grpc.aio.insecure_channel(worker.address) as channel:
+        call = worker_stub(channel).Generate(HI, timeout=GUARD_S)
+        first = await call.read()
+        assert first.HasField("delta")
+        # We read nothing more: backpressure must reach Ollama's socket.
+        assert await _in_thread(worker_ollama.backpressured), "Ollama never blocked: something buffers it all"
+        assert worker_ollama.tokens_sent < total
+        received = 1
+        while (response := await call.read()) is not grpc.aio.EOF:
+            received += response.HasField("delta")
+            last = response
+    assert received == total
+    assert last.summary.usage.completion_tokens == total
+
+
+async def test_liveness_check_runs_a_one_token_generation_without_extending_residency(
+    worker_ollama: FakeOllama,
+) -> None:
+    settings = worker_settings(worker_ollama.url, liveness_interval_s=0.01)
+    async with running_worker(settings) as running:
+        await wait_for_health(running.address, WORKER_SERVICE)
+        await running.monitor.changes.wait_until(
+            lambda: running.monitor.status().HasField("liveness"), GUARD_S
+        )
+        status = running.monitor.status()
+        checks = [r for r in worker_ollama.generation_requests() if r.get("stream") is False]
+        assert checks and checks[0]["options"]["num_predict"] == 1
+        assert isinstance(checks[0]["keep_alive"], int) and 0 < checks[0]["keep_alive"] <= 7200
+        assert status.liveness.ok
+        worker_ollama.fail_mode = "http_500"  # tags still answer, generation is broken
+        await wait_for_health(running.address, WORKER_SERVICE, NOT_SERVING)
+        assert "terminated" in running.monitor.status().liveness.error
