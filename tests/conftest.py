@@ -51,6 +51,7 @@ def worker_settings(ollama_url: str | None, **overrides: Any) -> WorkerSettings:
         "model": WORKER_MODEL if ollama_url else None,
         "probe_interval_s": 0.2,
         "num_ctx": 2048,
+        "metrics_listen": None,
     }
     values.update(overrides)
     return WorkerSettings(_env_file=None, **values)  # type: ignore[call-arg]
@@ -65,6 +66,7 @@ def gateway_settings(ollama_url: str | None, workers: list[str], **overrides: An
         "probe_interval_s": 0.2,
         "worker_connect_timeout_s": 2.0,
         "num_ctx": 4096,
+        "metrics_listen": None,
     }
     values.update(overrides)
     return GatewaySettings(_env_file=None, **values)  # type: ignore[call-arg]

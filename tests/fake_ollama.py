@@ -299,3 +299,24 @@ def stop_fake_ollama(fake: FakeOllama) -> None:
             with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
         fake.server = None
+
+
+def main() -> None:
+    """Run a fake Ollama as its own process (for tests on a second host)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--model", action="append", default=None)
+    parser.add_argument("--reply", default=FakeOllama.reply)
+    parser.add_argument("--token-delay-s", type=float, default=0.0)
+    args = parser.parse_args()
+    fake = FakeOllama(models=args.model or ["qwen3-coder-next:latest"], reply=args.reply, token_delay_s=args.token_delay_s)
+    start_fake_ollama(fake, args.host, args.port)
+    print(fake.url, flush=True)
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -139,3 +139,36 @@ async def test_health_and_status_commands(gateway: RunningGateway, worker: Runni
     assert status.returncode == 0, status.stderr
     assert worker.address in status.stdout and "serving" in status.stdout
     assert "llama3.1:8b" in status.stdout and "qwen3-coder-next" in status.stdout
+
+
+async def test_status_watch_follows_the_stream_until_ctrl_c(gateway: RunningGateway, worker: RunningWorker) -> None:
+    import asyncio
+    import signal
+
+    watch = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tandem.cli.main", "status", "--watch", "--gateway", gateway.address,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(60):
+        first = await watch.stdout.readuntil("└".encode())  # the first table's bottom border
+        assert b"gateway READY" in first and worker.address.encode() in first
+        await worker.server.set_ready("tandem.v1.WorkerService", False)
+        second = b""
+        while b"NOT READY" not in second:  # the stream pushes the change, no polling
+            second += await watch.stdout.readuntil("└".encode())
+        assert b"not_serving" in second
+        watch.send_signal(signal.SIGINT)
+        assert await watch.wait() in (0, 130)
+
+
+def test_json_logs_are_one_object_per_line(tmp_path: Path) -> None:
+    import json
+
+    result = subprocess.run(
+        [sys.executable, "-m", "tandem.cli.main", "--log-format", "json", "worker", "--listen", "256.0.0.1:1"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode != 0
+    lines = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert lines, result.stderr
+    assert {"ts", "level", "logger", "msg"} <= set(lines[0])

@@ -8,8 +8,20 @@ from datetime import UTC, datetime
 from tandem.changes import ChangeSignal
 from tandem.monitor import BackendMonitor
 from tandem.node_status import timestamp
-from tandem.v1 import gateway_pb2
-from tandem_gateway.workers import WorkerPool
+from tandem.v1 import gateway_pb2, worker_pb2
+from tandem_gateway.workers import LinkTiming, WorkerPool
+
+_GIB = 1024**3
+LOW_MEMORY_FRACTION = 0.10
+LOW_MEMORY_BYTES = 2 * _GIB
+
+
+def memory_warning(node: worker_pb2.NodeStatus) -> str:
+    """A warning when a node runs short of memory, else ''."""
+    total, free = node.memory.total_bytes, node.memory.available_bytes
+    if total and (free < LOW_MEMORY_BYTES or free < LOW_MEMORY_FRACTION * total):
+        return f"{node.node}: low memory, {free / _GIB:.1f} GiB free of {total / _GIB:.1f} GiB"
+    return ""
 
 ReadinessSink = Callable[[bool], Awaitable[None]]
 
@@ -17,9 +29,16 @@ ReadinessSink = Callable[[bool], Awaitable[None]]
 class ClusterView:
     """Combines the classifier backend and the workers into one status and readiness."""
 
-    def __init__(self, monitor: BackendMonitor, addresses: list[str], *, fail_open: bool) -> None:
+    def __init__(
+        self,
+        monitor: BackendMonitor,
+        addresses: list[str],
+        *,
+        fail_open: bool,
+        timing: LinkTiming = LinkTiming(),
+    ) -> None:
         self.monitor = monitor
-        self.pool = WorkerPool(addresses, self._changed)
+        self.pool = WorkerPool(addresses, self._changed, timing)
         self._fail_open = fail_open
         self._classifier_ready = False
         self._ready: bool | None = None
@@ -52,10 +71,12 @@ class ClusterView:
         return await self.changes.wait(timeout_s)
 
     def snapshot(self) -> gateway_pb2.ClusterStatus:
+        gateway = self.monitor.status()
+        workers = [link.to_proto() for link in self.pool.links]
+        warnings = [w for w in [memory_warning(gateway)] if w]
+        warnings += [w for w in (memory_warning(x.node) for x in workers if x.HasField("node")) if w]
         status = gateway_pb2.ClusterStatus(
-            gateway=self.monitor.status(),
-            workers=[link.to_proto() for link in self.pool.links],
-            ready=self.ready,
+            gateway=gateway, workers=workers, ready=self.ready, warnings=warnings
         )
         status.observed_at.CopyFrom(timestamp(datetime.now(UTC)))
         return status

@@ -8,6 +8,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from tandem.backends.factory import build_backend
+from prometheus_client.core import GaugeMetricFamily
+
+from tandem.metrics import GaugeCollector, MetricsServer, StreamMetrics, StreamMetricsInterceptor, start_metrics
 from tandem.monitor import BackendMonitor
 from tandem.serving import RunningServer, start_server
 from tandem.settings import GatewaySettings
@@ -16,6 +19,7 @@ from tandem_gateway.cluster import ClusterView
 from tandem_gateway.guard.guard import Guard
 from tandem_gateway.guard.judge import LlmJudge
 from tandem_gateway.service import GatewayService
+from tandem_gateway.workers import LinkTiming
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +31,7 @@ class RunningGateway:
     server: RunningServer
     cluster: ClusterView
     guard: Guard
+    metrics: MetricsServer | None = None
 
     @property
     def address(self) -> str:
@@ -50,7 +55,12 @@ async def running_gateway(settings: GatewaySettings) -> AsyncIterator[RunningGat
         fail_open=settings.fail_open,
         enforce_judge=settings.enforce_judge,
     )
-    cluster = ClusterView(monitor, settings.workers, fail_open=settings.fail_open)
+    cluster = ClusterView(
+        monitor,
+        settings.workers,
+        fail_open=settings.fail_open,
+        timing=LinkTiming(settings.link_probe_interval_s, settings.link_timeout_s),
+    )
     service = GatewayService(
         guard,
         cluster,
@@ -58,15 +68,19 @@ async def running_gateway(settings: GatewaySettings) -> AsyncIterator[RunningGat
         max_route_s=settings.max_route_s,
         worker_connect_timeout_s=settings.worker_connect_timeout_s,
     )
+    metrics = StreamMetrics.create("tandem_gateway")
+    metrics.registry.register(GaugeCollector(lambda: _live_gauges(cluster, service)))
     try:
         server = await start_server(
             settings.listen,
             lambda s: gateway_pb2_grpc.add_GatewayServiceServicer_to_server(service, s),
             [SERVICE_NAME],
+            interceptors=[StreamMetricsInterceptor(metrics, ["Route"])],
         )
     except BaseException:
         await cluster.close()
         raise
+    metrics_server = start_metrics(settings.metrics_listen, metrics.registry, "gateway")
 
     async def on_readiness(ready: bool) -> None:
         log.log(logging.INFO if ready else logging.WARNING, "gateway ready=%s", ready)
@@ -85,7 +99,35 @@ async def running_gateway(settings: GatewaySettings) -> AsyncIterator[RunningGat
         server.address, backend.kind, backend.model, ", ".join(settings.workers),
     )
     try:
-        yield RunningGateway(server, cluster, guard)
+        yield RunningGateway(server, cluster, guard, metrics_server)
     finally:
         await server.stop(service.routes)
         await cluster.close()
+        if metrics_server is not None:
+            metrics_server.close()
+
+
+def _live_gauges(cluster: ClusterView, service: GatewayService) -> list[GaugeMetricFamily]:
+    up = GaugeMetricFamily("tandem_gateway_worker_up", "1 when the worker is SERVING", labels=["worker"])
+    rtt = GaugeMetricFamily("tandem_gateway_link_rtt_seconds", "Health-check round trip per worker", labels=["worker"])
+    failures = GaugeMetricFamily(
+        "tandem_gateway_link_failures", "Consecutive failed health checks per worker", labels=["worker"]
+    )
+    in_flight = GaugeMetricFamily("tandem_gateway_worker_in_flight", "Routes relayed per worker", labels=["worker"])
+    for link in cluster.pool.links:
+        up.add_metric([link.address], float(link.serving))
+        failures.add_metric([link.address], link.consecutive_failures)
+        in_flight.add_metric([link.address], link.in_flight)
+        if link.rtt_s is not None:
+            rtt.add_metric([link.address], link.rtt_s)
+    return [
+        up,
+        rtt,
+        failures,
+        in_flight,
+        GaugeMetricFamily("tandem_gateway_ready", "1 when the gateway is ready", value=float(cluster.ready)),
+        GaugeMetricFamily("tandem_gateway_routes_in_flight", "Route calls in flight", value=service.routes.count),
+        GaugeMetricFamily(
+            "tandem_gateway_classifier_up", "1 when the judge backend is ready", value=float(cluster.monitor.ready)
+        ),
+    ]

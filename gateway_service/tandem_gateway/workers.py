@@ -12,6 +12,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import grpc
@@ -26,53 +27,101 @@ from tandem.v1 import gateway_pb2, worker_pb2, worker_pb2_grpc
 log = logging.getLogger(__name__)
 
 WORKER_SERVICE = worker_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name
-_RETRY_S = 0.5
+_WATCH_RETRY_S = 0.5
 _STATUS_TIMEOUT_S = 3.0
+_NODE_REFRESH_EVERY = 10  # link probes between two GetNodeStatus refreshes
 
 ChangeSink = Callable[[], Awaitable[None]]
 
 
-class WorkerLink:
-    """One worker as the gateway sees it."""
+@dataclass(frozen=True, slots=True)
+class LinkTiming:
+    """How the gateway checks a link: a health Check every ``probe_interval_s``,
+    failing after ``timeout_s`` (a pulled cable sends no FIN and no RST)."""
 
-    def __init__(self, address: str, on_change: ChangeSink) -> None:
+    probe_interval_s: float = 0.5
+    timeout_s: float = 1.0
+
+
+class WorkerLink:
+    """One worker as the gateway sees it.
+
+    Two loops feed its state: the health ``Watch`` stream reports the worker's
+    own readiness changes the moment they happen, and a health ``Check`` every
+    probe interval measures the link's round trip and notices a dead link
+    (no FIN, no RST) within one timeout.
+    """
+
+    def __init__(self, address: str, on_change: ChangeSink, timing: LinkTiming) -> None:
         self.address = address
         self.channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
         self.stub = worker_pb2_grpc.WorkerServiceStub(self.channel)
         self._health = health_pb2_grpc.HealthStub(self.channel)
         self._on_change = on_change
+        self._timing = timing
         self.state: gateway_pb2.WorkerState.ValueType = gateway_pb2.WORKER_STATE_UNREACHABLE
         self.error = "not contacted yet"
         self.last_seen: datetime | None = None
+        self.rtt_s: float | None = None
+        self.consecutive_failures = 0
         self.node: worker_pb2.NodeStatus | None = None
         self.in_flight = 0
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     @property
     def serving(self) -> bool:
         return self.state == gateway_pb2.WORKER_STATE_SERVING
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._watch(), name=f"watch-{self.address}")
+        self._tasks = [
+            asyncio.create_task(self._watch(), name=f"watch-{self.address}"),
+            asyncio.create_task(self._probe(), name=f"probe-{self.address}"),
+        ]
 
     async def _watch(self) -> None:
         while True:
             try:
                 call = self._health.Watch(health_pb2.HealthCheckRequest(service=WORKER_SERVICE))
                 async for response in call:
-                    self.last_seen = datetime.now(UTC)
-                    serving = response.status == health_pb2.HealthCheckResponse.SERVING
-                    await self._refresh_node()
-                    await self._set(
-                        gateway_pb2.WORKER_STATE_SERVING if serving else gateway_pb2.WORKER_STATE_NOT_SERVING,
-                        "" if serving else (self.node.error if self.node and self.node.error else "worker reports NOT_SERVING"),
-                    )
-                await self._set(gateway_pb2.WORKER_STATE_UNREACHABLE, "health stream ended")
+                    await self._heard(response.status)
+                await self._lost("health stream ended")
             except grpc.aio.AioRpcError as exc:
-                await self._set(
-                    gateway_pb2.WORKER_STATE_UNREACHABLE, f"{exc.code().name}: {exc.details()}"
-                )
-            await asyncio.sleep(_RETRY_S)
+                await self._lost(f"{exc.code().name}: {exc.details()}")
+            await asyncio.sleep(_WATCH_RETRY_S)
+
+    async def _probe(self) -> None:
+        request = health_pb2.HealthCheckRequest(service=WORKER_SERVICE)
+        probes = 0
+        while True:
+            started = time.monotonic()
+            try:
+                reply = await self._health.Check(request, timeout=self._timing.timeout_s)
+            except grpc.aio.AioRpcError as exc:
+                self.consecutive_failures += 1
+                self.rtt_s = None
+                await self._lost(f"health check failed: {exc.code().name}: {exc.details()}")
+            else:
+                self.rtt_s = time.monotonic() - started
+                self.consecutive_failures = 0
+                probes += 1
+                if probes % _NODE_REFRESH_EVERY == 0:
+                    await self._refresh_node()
+                await self._heard(reply.status)
+            await asyncio.sleep(max(0.0, self._timing.probe_interval_s - (time.monotonic() - started)))
+
+    async def _heard(self, status: int) -> None:
+        self.last_seen = datetime.now(UTC)
+        serving = status == health_pb2.HealthCheckResponse.SERVING
+        state = gateway_pb2.WORKER_STATE_SERVING if serving else gateway_pb2.WORKER_STATE_NOT_SERVING
+        if state != self.state:
+            await self._refresh_node()
+        error = ""
+        if not serving:
+            error = self.node.error if self.node and self.node.error else "worker reports NOT_SERVING"
+        await self._set(state, error)
+
+    async def _lost(self, why: str) -> None:
+        await self._set(gateway_pb2.WORKER_STATE_UNREACHABLE, why)
 
     async def _refresh_node(self) -> None:
         try:
@@ -83,44 +132,55 @@ class WorkerLink:
             log.debug("worker %s: GetNodeStatus failed: %s", self.address, exc.code().name)
 
     async def _set(self, state: gateway_pb2.WorkerState.ValueType, error: str) -> None:
-        changed = state != self.state or error != self.error
+        changed = state != self.state
         self.state, self.error = state, error
-        if changed:
-            log.log(
-                logging.INFO if state == gateway_pb2.WORKER_STATE_SERVING else logging.WARNING,
-                "worker %s: %s %s",
-                self.address,
-                gateway_pb2.WorkerState.Name(state),
-                error,
-            )
-            await self._on_change()
+        if not changed:
+            return
+        log.log(
+            logging.INFO if state == gateway_pb2.WORKER_STATE_SERVING else logging.WARNING,
+            "worker %s: %s %s",
+            self.address,
+            gateway_pb2.WorkerState.Name(state),
+            error,
+        )
+        await self._on_change()
 
     def describe(self) -> str:
         return f"{self.address} ({gateway_pb2.WorkerState.Name(self.state)}: {self.error or 'ok'})"
 
     def to_proto(self) -> gateway_pb2.WorkerStatus:
-        status = gateway_pb2.WorkerStatus(address=self.address, state=self.state, error=self.error)
+        status = gateway_pb2.WorkerStatus(
+            address=self.address,
+            state=self.state,
+            error=self.error,
+            consecutive_failures=self.consecutive_failures,
+        )
         if self.node is not None and self.state != gateway_pb2.WORKER_STATE_UNREACHABLE:
             status.node.CopyFrom(self.node)
         if self.last_seen is not None:
             status.last_seen.CopyFrom(timestamp(self.last_seen))
+        if self.rtt_s is not None:
+            status.link_rtt.FromNanoseconds(int(self.rtt_s * 1e9))
         return status
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
         await self.channel.close()
 
 
 class WorkerPool:
     """Chooses a serving worker for each request."""
 
-    def __init__(self, addresses: Iterable[str], on_change: ChangeSink) -> None:
+    def __init__(
+        self, addresses: Iterable[str], on_change: ChangeSink, timing: LinkTiming = LinkTiming()
+    ) -> None:
         self._on_change = on_change
         self.changes = ChangeSignal()
-        self.links = [WorkerLink(address, self._link_changed) for address in addresses]
+        self.links = [WorkerLink(address, self._link_changed, timing) for address in addresses]
 
     async def _link_changed(self) -> None:
         self.changes.notify()

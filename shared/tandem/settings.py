@@ -104,6 +104,10 @@ class WorkerSettings(BackendSettings):
         gt=0,
         description="Longest a generation may run when the caller set no deadline, in seconds.",
     )
+    metrics_listen: str | None = Field(
+        default="127.0.0.1:9462",
+        description="host:port for the Prometheus /metrics endpoint; empty disables it.",
+    )
     max_concurrent_generations: int = Field(
         default=1,
         ge=1,
@@ -158,6 +162,22 @@ class GatewaySettings(BackendSettings):
         default=5.0,
         gt=0,
         description="How long a request waits for a worker to become reachable, in seconds.",
+    )
+    metrics_listen: str | None = Field(
+        default="127.0.0.1:9461",
+        description="host:port for the Prometheus /metrics endpoint; empty disables it.",
+    )
+    link_probe_interval_s: float = Field(
+        default=0.5,
+        gt=0,
+        description="How often each worker link is health-checked (round-trip time, dead "
+        "link detection), in seconds.",
+    )
+    link_timeout_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="A worker health check slower than this marks the worker unreachable, "
+        "in seconds.",
     )
     max_route_s: float = Field(
         default=900.0,

@@ -8,6 +8,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from tandem.backends.factory import build_backend
+from prometheus_client.core import GaugeMetricFamily
+
+from tandem.metrics import GaugeCollector, MetricsServer, StreamMetrics, StreamMetricsInterceptor, start_metrics
 from tandem.monitor import BackendMonitor
 from tandem.serving import RunningServer, start_server
 from tandem.settings import WorkerSettings
@@ -25,6 +28,7 @@ class RunningWorker:
     server: RunningServer
     monitor: BackendMonitor
     admission: Admission
+    metrics: MetricsServer | None = None
 
     @property
     def address(self) -> str:
@@ -49,15 +53,19 @@ async def running_worker(settings: WorkerSettings) -> AsyncIterator[RunningWorke
         max_prompt_chars=settings.max_prompt_chars,
         max_generation_s=settings.max_generation_s,
     )
+    metrics = StreamMetrics.create("tandem_worker")
+    metrics.registry.register(GaugeCollector(lambda: _live_gauges(monitor, admission)))
     try:
         server = await start_server(
             settings.listen,
             lambda s: worker_pb2_grpc.add_WorkerServiceServicer_to_server(service, s),
             [SERVICE_NAME],
+            interceptors=[StreamMetricsInterceptor(metrics, ["Generate"])],
         )
     except BaseException:
         await backend.aclose()
         raise
+    metrics_server = start_metrics(settings.metrics_listen, metrics.registry, "worker")
 
     async def on_readiness(ready: bool) -> None:
         await server.set_ready(SERVICE_NAME, ready)
@@ -68,7 +76,19 @@ async def running_worker(settings: WorkerSettings) -> AsyncIterator[RunningWorke
         monitor.name, server.address, backend.kind, backend.model,
     )
     try:
-        yield RunningWorker(server, monitor, admission)
+        yield RunningWorker(server, monitor, admission, metrics_server)
     finally:
         await server.stop(monitor.calls)
         await monitor.stop()
+        if metrics_server is not None:
+            metrics_server.close()
+
+
+def _live_gauges(monitor: BackendMonitor, admission: Admission) -> list[GaugeMetricFamily]:
+    probe = monitor.last_probe
+    return [
+        GaugeMetricFamily("tandem_worker_generations_running", "Generations running now", value=admission.running),
+        GaugeMetricFamily("tandem_worker_generations_queued", "Generations waiting for a slot", value=admission.queued),
+        GaugeMetricFamily("tandem_worker_backend_up", "1 when the model backend is ready", value=float(monitor.ready)),
+        GaugeMetricFamily("tandem_worker_model_loaded", "1 when the model is resident", value=float(probe.model_loaded)),
+    ]

@@ -10,6 +10,7 @@ import sys
 
 from tandem import __version__
 from tandem.cli.options import add_settings_arguments, settings_from_args
+from tandem.logs import configure_logging
 from tandem.settings import ClientSettings, GatewaySettings, WorkerSettings
 
 
@@ -30,6 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("TANDEM_LOG_LEVEL", "INFO"),
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="Log verbosity [env TANDEM_LOG_LEVEL; default: INFO]",
+    )
+    parser.add_argument(
+        "--log-format",
+        default=os.environ.get("TANDEM_LOG_FORMAT", "text"),
+        choices=["text", "json"],
+        help="Log lines as text, or as one JSON object per line [env TANDEM_LOG_FORMAT; default: text]",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -77,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print the cluster status. Exit status: 0 ready, 2 not ready, 1 unreachable.",
     )
     add_settings_arguments(status, ClientSettings, skip=("timeout_s",))
+    status.add_argument(
+        "--watch", action="store_true", help="follow the live status stream until Ctrl-C"
+    )
 
     health = commands.add_parser(
         "health",
@@ -98,11 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(args.log_level, args.log_format)
     try:
         return asyncio.run(_dispatch(args))
     except KeyboardInterrupt:
@@ -110,15 +116,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _dispatch(args: argparse.Namespace) -> int:
-    if args.command == "worker":
-        from tandem.cli.serve import run_worker  # noqa: PLC0415
+    if args.command in ("worker", "gateway"):
+        from tandem.cli.serve import run_gateway, run_worker  # noqa: PLC0415
 
-        await run_worker(settings_from_args(WorkerSettings, args, args.env_file))
-        return 0
-    if args.command == "gateway":
-        from tandem.cli.serve import run_gateway  # noqa: PLC0415
-
-        await run_gateway(settings_from_args(GatewaySettings, args, args.env_file))
+        try:
+            if args.command == "worker":
+                await run_worker(settings_from_args(WorkerSettings, args, args.env_file))
+            else:
+                await run_gateway(settings_from_args(GatewaySettings, args, args.env_file))
+        except OSError as exc:  # cannot bind: a clear line, not a traceback
+            logging.getLogger("tandem").error("%s %s", args.command, exc)
+            return 1
         return 0
     if args.command == "health":
         from tandem.cli.health import check_health  # noqa: PLC0415
@@ -145,8 +153,10 @@ async def _dispatch(args: argparse.Namespace) -> int:
             as_json=args.json,
         )
         return await ask(client.gateway, client.timeout_s, request)
-    from tandem.cli.status import show_status  # noqa: PLC0415
+    from tandem.cli.status import show_status, watch_status  # noqa: PLC0415
 
+    if args.watch:
+        return await watch_status(client.gateway)
     return await show_status(client.gateway)
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import grpc
 from rich.console import Console
+from rich.live import Live
 from rich.table import Table
 
 from tandem.client import GatewayClient
-from tandem.v1 import gateway_pb2, worker_pb2
+from tandem.v1 import gateway_pb2, gateway_pb2_grpc, worker_pb2
 
 _GIB = 1024**3
 
@@ -26,8 +27,12 @@ def _model(node: worker_pb2.NodeStatus) -> str:
 
 
 def render(status: gateway_pb2.ClusterStatus) -> Table:
-    table = Table(title=f"Tandem cluster — gateway {'READY' if status.ready else 'NOT READY'}")
-    for column in ("node", "role", "state", "backend", "model", "memory", "in flight", "note"):
+    observed = status.observed_at.ToDatetime().strftime("%H:%M:%S")
+    table = Table(
+        title=f"Tandem cluster — gateway {'READY' if status.ready else 'NOT READY'} at {observed} UTC",
+        caption="\n".join(f"[yellow]warning:[/] {w}" for w in status.warnings) or None,
+    )
+    for column in ("node", "role", "state", "backend", "model", "memory", "in flight", "link rtt", "note"):
         table.add_column(column)
     gateway = status.gateway
     table.add_row(
@@ -38,6 +43,7 @@ def render(status: gateway_pb2.ClusterStatus) -> Table:
         _model(gateway),
         _memory(gateway),
         str(gateway.generations_in_flight),
+        "-",
         gateway.error,
     )
     for worker in status.workers:
@@ -52,16 +58,44 @@ def render(status: gateway_pb2.ClusterStatus) -> Table:
             if worker.HasField("node") else "-",
             _model(node) if worker.HasField("node") else "-",
             _memory(node) if worker.HasField("node") else "-",
-            str(node.generations_in_flight) if worker.HasField("node") else "-",
+            f"{node.generations_in_flight} (+{node.generations_queued} queued)" if worker.HasField("node") else "-",
+            f"{worker.link_rtt.ToMicroseconds() / 1000:.1f} ms" if worker.HasField("link_rtt") else "-",
             worker.error,
         )
     return table
 
 
-async def show_status(gateway: str) -> int:
+def _console() -> Console:
     console = Console()
-    if not console.is_terminal:
-        console = Console(width=200)  # piped: keep each row on one line for grep
+    return console if console.is_terminal else Console(width=200)  # piped: one line per row
+
+
+async def watch_status(gateway: str) -> int:
+    """Follow WatchClusterStatus: redraw in place on a terminal, one table per update otherwise."""
+    console = _console()
+    request = gateway_pb2.WatchClusterStatusRequest()
+    try:
+        async with grpc.aio.insecure_channel(gateway) as channel:
+            stream = gateway_pb2_grpc.GatewayServiceStub(channel).WatchClusterStatus(request)
+            if console.is_terminal:
+                with Live(console=console, auto_refresh=False) as live:
+                    async for status in stream:
+                        live.update(render(status), refresh=True)
+            else:
+                async for status in stream:
+                    console.print(render(status))
+    except grpc.aio.AioRpcError as exc:
+        Console(stderr=True).print(
+            f"tandem: status stream from {gateway} ended: {exc.code().name}: {exc.details()}",
+            style="bold red",
+            markup=False,
+        )
+        return 1
+    return 0
+
+
+async def show_status(gateway: str) -> int:
+    console = _console()
     try:
         async with GatewayClient(gateway) as client:
             status = await client.cluster_status()
