@@ -69,7 +69,8 @@ test: install
 lock: | $(STAMP)
 	{ echo "# Exact versions CI and make install (pip install -c constraints.txt)."; \
 	  echo "# Regenerate with 'make lock' after changing pyproject.toml."; \
-	  $(BIN)/python -m pip freeze --exclude-editable | grep -v '^tandem-router'; } > constraints.txt
+	  $(BIN)/python -m pip freeze --exclude-editable | grep -v '^tandem-router' \
+	  | sed 's|^llama_cpp_python @ .*|llama_cpp_python==$(LLAMA_VERSION)|'; } > constraints.txt
 
 clean:
 	rm -rf $(VENV) .wheels build *.egg-info shared/*.egg-info

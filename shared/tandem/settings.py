@@ -224,6 +224,43 @@ class ClientSettings(BaseSettings):
     )
 
 
+class OpenAISettings(BaseSettings):
+    """``tandem openai``: the OpenAI-compatible HTTP endpoint in front of the gateway."""
+
+    model_config = SettingsConfigDict(env_prefix="TANDEM_OPENAI_", extra="ignore")
+
+    listen: str = Field(
+        default="127.0.0.1:8000",
+        description="host:port to serve HTTP on (/v1/chat/completions, /v1/models); port 0 "
+        "picks a free one.",
+    )
+    gateway: str = Field(default="127.0.0.1:50051", description="Gateway address host:port.")
+    model: str = Field(
+        default="tandem",
+        description="The model id /v1/models lists. Requests may name any model: the gateway "
+        "chooses the worker.",
+    )
+    api_key: str | None = Field(
+        default=None,
+        description="When set, every request must send 'Authorization: Bearer <key>'.",
+    )
+    timeout_s: float = Field(
+        default=600.0, gt=0, description="Deadline for one completion, in seconds."
+    )
+    shutdown_grace_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="On SIGTERM, how long answers in flight may finish before they are cut, "
+        "in seconds.",
+    )
+
+    @field_validator("listen", "gateway")
+    @classmethod
+    def _check_address(cls, value: str) -> str:
+        parse_host_port(value)
+        return value
+
+
 class TandemSettings(BaseSettings):
     """The one settings object: every role's settings together."""
 

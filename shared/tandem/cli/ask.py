@@ -6,17 +6,25 @@ stderr. Exit status: 0 answered, 3 refused, 1 error.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import json
 import sys
 from dataclasses import dataclass
 
-import grpc
-from google.protobuf import json_format
 from rich.console import Console
 from rich.status import Status
 
-from tandem.backends.base import ChatTurn
-from tandem.client import GatewayClient
-from tandem.v1 import common_pb2, gateway_pb2
+from tandem.sdk import (
+    AsyncTandemClient,
+    ChatTurn,
+    Decision,
+    RouteEvent,
+    SamplingOptions,
+    Summary,
+    TandemError,
+    Text,
+)
 
 EXIT_ANSWERED = 0
 EXIT_ERROR = 1
@@ -41,37 +49,45 @@ async def ask(gateway: str, timeout_s: float, request: AskRequest) -> int:
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     turns = [ChatTurn("system", request.system)] if request.system else []
     turns.append(ChatTurn("user", request.prompt))
-    options = common_pb2.GenerationOptions(
+    options = SamplingOptions(
         max_tokens=request.max_tokens, temperature=request.temperature, seed=request.seed
     )
     refused = False
     progress = _Progress(err)
     try:
-        async with GatewayClient(gateway, timeout_s=timeout_s) as client:
+        async with AsyncTandemClient(gateway, timeout_s=timeout_s) as client:
             progress.show("screening…")
             try:
-                async for event in client.route(turns, options):
-                    kind = event.WhichOneof("event")
-                    if kind != "decision":
-                        progress.hide()
-                    if request.as_json:
-                        print(json_format.MessageToJson(event, indent=None), flush=True)
-                    elif kind == "decision":
-                        refused = event.decision.verdict == gateway_pb2.VERDICT_REFUSE
-                        progress.hide()
-                        err.print(_describe_decision(event.decision), style="dim", markup=False)
-                        progress.show("waiting for the first token…")
-                    elif kind == "delta":
-                        sys.stdout.write(event.delta.text)
-                        sys.stdout.flush()
-                    elif kind == "summary":
-                        _print_summary(event.summary, refused, err)
+                async with contextlib.aclosing(client.route(turns, options)) as events:
+                    async for event in events:
+                        if not isinstance(event, Decision):
+                            progress.hide()
+                        if request.as_json:
+                            print(_event_json(event), flush=True)
+                        elif isinstance(event, Decision):
+                            refused = event.refused
+                            progress.hide()
+                            err.print(_describe_decision(event), style="dim", markup=False)
+                            progress.show("waiting for the first token…")
+                        elif isinstance(event, Text):
+                            sys.stdout.write(event.text)
+                            sys.stdout.flush()
+                        else:
+                            _print_summary(event, refused, err)
             finally:
                 progress.hide()
-    except grpc.aio.AioRpcError as exc:
-        err.print(f"tandem: {exc.code().name}: {exc.details()}", style="bold red", markup=False)
+    except TandemError as exc:
+        err.print(f"tandem: {exc.code.name}: {exc.message}", style="bold red", markup=False)
         return EXIT_ERROR
     return EXIT_REFUSED if refused else EXIT_ANSWERED
+
+
+def _event_json(event: RouteEvent) -> str:
+    """One JSON line per event: {"decision": {...}}, {"text": "..."} or {"summary": {...}}."""
+    if isinstance(event, Text):
+        return json.dumps({"text": event.text})
+    kind = "decision" if isinstance(event, Decision) else "summary"
+    return json.dumps({kind: dataclasses.asdict(event)})
 
 
 class _Progress:
@@ -92,39 +108,29 @@ class _Progress:
             self._status = None
 
 
-def _describe_decision(decision: gateway_pb2.Decision) -> str:
-    verdict = gateway_pb2.Verdict.Name(decision.verdict).removeprefix("VERDICT_").lower()
-    tier = gateway_pb2.DecisionTier.Name(decision.tier).removeprefix("DECISION_TIER_").lower()
-    parts = [f"[tandem] {verdict} by {tier}"]
-    if decision.difficulty:
-        parts.append(
-            "difficulty " + gateway_pb2.Difficulty.Name(decision.difficulty).removeprefix("DIFFICULTY_").lower()
-        )
+def _describe_decision(decision: Decision) -> str:
+    parts = [f"[tandem] {decision.verdict} by {decision.tier}"]
+    if decision.difficulty != "unspecified":
+        parts.append(f"difficulty {decision.difficulty}")
     if decision.task_type:
         parts.append(decision.task_type)
     if decision.threats:
-        parts.append(
-            "threats "
-            + ",".join(
-                gateway_pb2.ThreatCategory.Name(t).removeprefix("THREAT_CATEGORY_").lower()
-                for t in decision.threats
-            )
-        )
-    parts.append(f"{decision.latency.ToMilliseconds()} ms")
+        parts.append("threats " + ",".join(decision.threats))
+    parts.append(f"{decision.latency_s * 1000:.0f} ms")
     return " · ".join(parts) + (f"\n[tandem] {decision.reason}" if decision.reason else "")
 
 
-def _print_summary(summary: gateway_pb2.RouteSummary, refused: bool, err: Console) -> None:
+def _print_summary(summary: Summary, refused: bool, err: Console) -> None:
     if refused:
         err.print(summary.message, style="bold yellow", markup=False)
         return
     sys.stdout.write("\n")
     sys.stdout.flush()
-    finish = common_pb2.FinishReason.Name(summary.finish_reason).removeprefix("FINISH_REASON_").lower()
     err.print(
         f"[tandem] {summary.usage.completion_tokens} tokens · first token "
-        f"{summary.timings.time_to_first_token.ToMilliseconds()} ms · total "
-        f"{summary.timings.total.ToMilliseconds()} ms · {finish} · {summary.model} on {summary.worker}",
+        f"{summary.time_to_first_token_s * 1000:.0f} ms · total "
+        f"{summary.total_s * 1000:.0f} ms · {summary.finish_reason} · "
+        f"{summary.model} on {summary.worker}",
         style="dim",
         markup=False,
     )

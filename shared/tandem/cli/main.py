@@ -11,7 +11,7 @@ import sys
 from tandem import __version__
 from tandem.cli.options import add_settings_arguments, settings_from_args
 from tandem.logs import configure_logging
-from tandem.settings import ClientSettings, GatewaySettings, WorkerSettings
+from tandem.settings import ClientSettings, GatewaySettings, OpenAISettings, WorkerSettings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,6 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
         "for readiness",
     )
     health.add_argument("--timeout-s", type=float, default=3.0, help="deadline in seconds")
+
+    openai = commands.add_parser(
+        "openai",
+        help="serve an OpenAI-compatible HTTP endpoint in front of the gateway",
+        description="Serve /v1/chat/completions (whole or streamed) and /v1/models; each "
+        "completion is one gateway Route. A refusal is an assistant message with "
+        "finish_reason content_filter; the decision is in x-tandem-* response headers.",
+    )
+    add_settings_arguments(openai, OpenAISettings)
     return parser
 
 
@@ -136,6 +145,10 @@ async def _dispatch(args: argparse.Namespace) -> int:
         from tandem.cli.up import run_local_pair  # noqa: PLC0415
 
         return await run_local_pair(args.gateway_listen, args.worker_listen, args.env_file)
+    if args.command == "openai":
+        from tandem.cli.openai_cmd import serve_openai  # noqa: PLC0415
+
+        return await serve_openai(settings_from_args(OpenAISettings, args, args.env_file))
     client = settings_from_args(ClientSettings, args, args.env_file)
     if args.command == "ask":
         from tandem.cli.ask import AskRequest, ask, read_prompt  # noqa: PLC0415

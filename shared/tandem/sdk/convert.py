@@ -1,0 +1,183 @@
+"""Conversions between the SDK's values and the ``tandem.v1`` messages."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
+
+from tandem.conversions import turns_to_proto
+from tandem.sdk.models import (
+    Answer,
+    ChatTurn,
+    ClusterStatus,
+    Conversation,
+    Decision,
+    NodeInfo,
+    RoleName,
+    RouteEvent,
+    SamplingOptions,
+    Summary,
+    Text,
+    Usage,
+    WorkerInfo,
+)
+from tandem.v1 import common_pb2, gateway_pb2, worker_pb2
+
+_ROLES: frozenset[str] = frozenset({"system", "user", "assistant", "tool"})
+
+
+def conversation_turns(conversation: Conversation) -> list[ChatTurn]:
+    """A prompt string or a list of turns/mappings, as ChatTurn values."""
+    if isinstance(conversation, str):
+        return [ChatTurn("user", conversation)]
+    turns = []
+    for index, item in enumerate(conversation):
+        if isinstance(item, ChatTurn):
+            turns.append(item)
+            continue
+        role = item.get("role", "")
+        if role not in _ROLES:
+            raise ValueError(f"messages[{index}].role: {role!r} is not one of {sorted(_ROLES)}")
+        turns.append(ChatTurn(cast(RoleName, role), str(item.get("content", ""))))
+    return turns
+
+
+def options_to_proto(options: SamplingOptions | None) -> common_pb2.GenerationOptions:
+    if options is None:
+        return common_pb2.GenerationOptions()
+    return common_pb2.GenerationOptions(
+        max_tokens=options.max_tokens,
+        temperature=options.temperature,
+        stop=list(options.stop),
+        seed=options.seed,
+        top_p=options.top_p,
+    )
+
+
+def route_request(
+    conversation: Conversation, options: SamplingOptions | None
+) -> gateway_pb2.RouteRequest:
+    return gateway_pb2.RouteRequest(
+        messages=turns_to_proto(conversation_turns(conversation)),
+        options=options_to_proto(options),
+    )
+
+
+def classify_request(conversation: Conversation) -> gateway_pb2.ClassifyRequest:
+    return gateway_pb2.ClassifyRequest(messages=turns_to_proto(conversation_turns(conversation)))
+
+
+def enum_name(enum: EnumTypeWrapper, value: int, prefix: str) -> Any:
+    """``VERDICT_ALLOW`` → ``"allow"``; an unknown number → ``"unspecified"``."""
+    try:
+        return enum.Name(value).removeprefix(prefix).lower()
+    except ValueError:
+        return "unspecified"
+
+
+def _seconds(duration: duration_pb2.Duration) -> float:
+    return duration.ToNanoseconds() / 1e9
+
+
+def _time(stamp: timestamp_pb2.Timestamp, present: bool) -> datetime | None:
+    return stamp.ToDatetime(tzinfo=UTC) if present else None
+
+
+def decision_from_proto(decision: gateway_pb2.Decision) -> Decision:
+    return Decision(
+        verdict=enum_name(gateway_pb2.Verdict, decision.verdict, "VERDICT_"),
+        difficulty=enum_name(gateway_pb2.Difficulty, decision.difficulty, "DIFFICULTY_"),
+        task_type=decision.task_type,
+        threats=tuple(
+            enum_name(gateway_pb2.ThreatCategory, t, "THREAT_CATEGORY_") for t in decision.threats
+        ),
+        reason=decision.reason,
+        tier=enum_name(gateway_pb2.DecisionTier, decision.tier, "DECISION_TIER_"),
+        latency_s=_seconds(decision.latency),
+    )
+
+
+def summary_from_proto(summary: gateway_pb2.RouteSummary) -> Summary:
+    return Summary(
+        finish_reason=enum_name(common_pb2.FinishReason, summary.finish_reason, "FINISH_REASON_"),
+        usage=Usage(summary.usage.prompt_tokens, summary.usage.completion_tokens),
+        worker=summary.worker,
+        model=summary.model,
+        message=summary.message,
+        time_to_first_token_s=_seconds(summary.timings.time_to_first_token),
+        total_s=_seconds(summary.timings.total),
+    )
+
+
+def event_from_proto(response: gateway_pb2.RouteResponse) -> RouteEvent | None:
+    """One Route event; None for an event kind this SDK does not know."""
+    kind = response.WhichOneof("event")
+    if kind == "decision":
+        return decision_from_proto(response.decision)
+    if kind == "delta":
+        return Text(response.delta.text)
+    if kind == "summary":
+        return summary_from_proto(response.summary)
+    return None
+
+
+def node_from_proto(node: worker_pb2.NodeStatus) -> NodeInfo:
+    return NodeInfo(
+        node=node.node,
+        backend=enum_name(worker_pb2.BackendKind, node.backend, "BACKEND_KIND_"),
+        backend_url=node.backend_url,
+        model=node.model,
+        backend_reachable=node.backend_reachable,
+        model_available=node.model_available,
+        model_loaded=node.model_loaded,
+        generations_in_flight=node.generations_in_flight,
+        generations_queued=node.generations_queued,
+        error=node.error,
+        version=node.version,
+    )
+
+
+def cluster_status_from_proto(status: gateway_pb2.ClusterStatus) -> ClusterStatus:
+    return ClusterStatus(
+        ready=status.ready,
+        gateway=node_from_proto(status.gateway),
+        workers=tuple(
+            WorkerInfo(
+                address=w.address,
+                state=enum_name(gateway_pb2.WorkerState, w.state, "WORKER_STATE_"),
+                node=node_from_proto(w.node) if w.HasField("node") else None,
+                error=w.error,
+                last_seen=_time(w.last_seen, w.HasField("last_seen")),
+                link_rtt_s=_seconds(w.link_rtt) if w.HasField("link_rtt") else None,
+                consecutive_failures=w.consecutive_failures,
+            )
+            for w in status.workers
+        ),
+        observed_at=_time(status.observed_at, status.HasField("observed_at")),
+        warnings=tuple(status.warnings),
+    )
+
+
+class AnswerBuilder:
+    """Folds a Route's events into one Answer."""
+
+    def __init__(self) -> None:
+        self._decision: Decision | None = None
+        self._parts: list[str] = []
+        self._summary: Summary | None = None
+
+    def add(self, event: RouteEvent) -> None:
+        if isinstance(event, Decision):
+            self._decision = event
+        elif isinstance(event, Text):
+            self._parts.append(event.text)
+        else:
+            self._summary = event
+
+    def build(self) -> Answer:
+        if self._decision is None or self._summary is None:
+            raise RuntimeError("the Route stream ended without a decision and a summary")
+        return Answer(self._decision, "".join(self._parts), self._summary)
