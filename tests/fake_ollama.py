@@ -59,14 +59,33 @@ class FakeOllama:
     backpressured: threading.Event = field(default_factory=threading.Event)
     tokens_sent: int = 0
     stream_started: threading.Event = field(default_factory=threading.Event)
+    # Set once a streamed reply has been sent in full (its final chunk written).
+    stream_finished: threading.Event = field(default_factory=threading.Event)
     server: ThreadingHTTPServer | None = None
     connections: set[socket.socket] = field(default_factory=set)
+    connections_opened: int = 0
+    # Streamed generations running right now; ``no_generation_running`` is set
+    # whenever none is (the hostile-input suite waits on it).
+    generations_running: int = 0
+    no_generation_running: threading.Event = field(default_factory=lambda: _set_event())
+    _running_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def url(self) -> str:
         assert self.server is not None
         host, port = self.server.server_address[:2]
         return f"http://{host}:{port}"
+
+    def _generation_started(self) -> None:
+        with self._running_lock:
+            self.generations_running += 1
+            self.no_generation_running.clear()
+
+    def _generation_ended(self) -> None:
+        with self._running_lock:
+            self.generations_running -= 1
+            if self.generations_running == 0:
+                self.no_generation_running.set()
 
     def generation_requests(self) -> list[dict[str, Any]]:
         """Chat requests that asked for generation (not the empty-messages warm-up)."""
@@ -94,6 +113,7 @@ def _handler(fake: FakeOllama) -> type[BaseHTTPRequestHandler]:
         def setup(self) -> None:
             super().setup()
             fake.connections.add(self.connection)
+            fake.connections_opened += 1
 
         def finish(self) -> None:
             fake.connections.discard(self.connection)
@@ -179,6 +199,13 @@ def _handler(fake: FakeOllama) -> type[BaseHTTPRequestHandler]:
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
             fake.stream_started.set()
+            fake._generation_started()
+            try:
+                self._stream_body(model, tokens, reason)
+            finally:
+                fake._generation_ended()
+
+        def _stream_body(self, model: str, tokens: list[str], reason: str) -> None:
             try:
                 if fake.fail_mode == "stall_before_first_token":
                     self._wait_for_disconnect()
@@ -206,6 +233,7 @@ def _handler(fake: FakeOllama) -> type[BaseHTTPRequestHandler]:
                         return
                     self._chunk(json.dumps(_final_chunk(model, len(tokens), reason)).encode() + b"\n")
                 self._chunk(b"")
+                fake.stream_finished.set()
             except (BrokenPipeError, ConnectionResetError):
                 fake.disconnected_at = time.monotonic()
                 fake.disconnects += 1
@@ -238,6 +266,12 @@ def _handler(fake: FakeOllama) -> type[BaseHTTPRequestHandler]:
 
 
 _BLOCKED_WRITE_S = 0.5
+
+
+def _set_event() -> threading.Event:
+    event = threading.Event()
+    event.set()
+    return event
 
 
 def _keep_alive(body: dict[str, Any]) -> timedelta:

@@ -211,3 +211,17 @@ async def test_worker_health_reflects_in_gateway_readiness(
     await wait_for_health(gateway.address, GATEWAY_SERVICE, NOT_SERVING)
     await worker.server.set_ready(WORKER_SERVICE, True)
     await wait_for_health(gateway.address, GATEWAY_SERVICE, SERVING)
+
+
+async def test_finished_generations_return_their_ollama_connection_to_the_pool(
+    gateway: RunningGateway, worker: RunningWorker, worker_ollama: FakeOllama
+) -> None:
+    """A route that ends normally must not leave the worker's HTTP connection checked
+    out (a leak here once exhausted httpx's pool and wedged the worker)."""
+    worker_ollama.reply = "short answer"
+    opened_before = worker_ollama.connections_opened
+    for _ in range(30):
+        result = await route(gateway.address, gateway_pb2.RouteRequest(messages=[user("hello")]))
+        assert result.text == "short answer"
+    assert worker_ollama.connections_opened - opened_before <= 5  # reused, not one per route
+    assert await health_status(worker.address, WORKER_SERVICE) == SERVING

@@ -9,7 +9,7 @@ from tandem.changes import ChangeSignal
 from tandem.monitor import BackendMonitor
 from tandem.node_status import timestamp
 from tandem.v1 import gateway_pb2, worker_pb2
-from tandem_gateway.workers import LinkTiming, WorkerPool
+from tandem_gateway.workers import ChannelFactory, LinkTiming, WorkerPool, plaintext_channel
 
 _GIB = 1024**3
 LOW_MEMORY_FRACTION = 0.10
@@ -36,9 +36,10 @@ class ClusterView:
         *,
         fail_open: bool,
         timing: LinkTiming = LinkTiming(),
+        channels: ChannelFactory = plaintext_channel,
     ) -> None:
         self.monitor = monitor
-        self.pool = WorkerPool(addresses, self._changed, timing)
+        self.pool = WorkerPool(addresses, self._changed, timing, channels)
         self._fail_open = fail_open
         self._classifier_ready = False
         self._ready: bool | None = None

@@ -12,13 +12,15 @@ from prometheus_client.core import GaugeMetricFamily
 
 from tandem.metrics import GaugeCollector, MetricsServer, StreamMetrics, StreamMetricsInterceptor, start_metrics
 from tandem.monitor import BackendMonitor
+from tandem.security.client import worker_channels
+from tandem.security.server import ServerSecurity
 from tandem.serving import RunningServer, start_server
 from tandem.settings import GatewaySettings
 from tandem.v1 import gateway_pb2, gateway_pb2_grpc
 from tandem_gateway.cluster import ClusterView
-from tandem_gateway.guard.guard import Guard
+from tandem_gateway.guard.guard import Guard, build_guard
 from tandem_gateway.guard.judge import LlmJudge
-from tandem_gateway.service import GatewayService
+from tandem_gateway.service import GatewayService, RoutingPolicy
 from tandem_gateway.workers import LinkTiming
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,7 @@ class RunningGateway:
     cluster: ClusterView
     guard: Guard
     metrics: MetricsServer | None = None
+    service: GatewayService | None = None
 
     @property
     def address(self) -> str:
@@ -41,6 +44,8 @@ class RunningGateway:
 @contextlib.asynccontextmanager
 async def running_gateway(settings: GatewaySettings) -> AsyncIterator[RunningGateway]:
     """Start a gateway; it turns ready when its classifier and a worker are."""
+    security = ServerSecurity.from_settings(settings, role="gateway", listen=settings.listen)
+    channels = worker_channels(settings)
     backend = build_backend(settings, settings.production_model)
     monitor = BackendMonitor(
         settings.node_name or "gateway",
@@ -49,17 +54,13 @@ async def running_gateway(settings: GatewaySettings) -> AsyncIterator[RunningGat
         liveness_interval_s=settings.liveness_interval_s,
         liveness_timeout_s=settings.idle_timeout_s,
     )
-    guard = Guard(
-        LlmJudge(backend),
-        judge_timeout_s=settings.judge_timeout_s,
-        fail_open=settings.fail_open,
-        enforce_judge=settings.enforce_judge,
-    )
+    guard = build_guard(settings, LlmJudge(backend))
     cluster = ClusterView(
         monitor,
         settings.workers,
         fail_open=settings.fail_open,
         timing=LinkTiming(settings.link_probe_interval_s, settings.link_timeout_s),
+        channels=channels,
     )
     service = GatewayService(
         guard,
@@ -67,6 +68,7 @@ async def running_gateway(settings: GatewaySettings) -> AsyncIterator[RunningGat
         max_prompt_chars=settings.max_prompt_chars,
         max_route_s=settings.max_route_s,
         worker_connect_timeout_s=settings.worker_connect_timeout_s,
+        routing=RoutingPolicy.from_settings(settings),
     )
     metrics = StreamMetrics.create("tandem_gateway")
     metrics.registry.register(GaugeCollector(lambda: _live_gauges(cluster, service)))
@@ -75,7 +77,9 @@ async def running_gateway(settings: GatewaySettings) -> AsyncIterator[RunningGat
             settings.listen,
             lambda s: gateway_pb2_grpc.add_GatewayServiceServicer_to_server(service, s),
             [SERVICE_NAME],
-            interceptors=[StreamMetricsInterceptor(metrics, ["Route"])],
+            interceptors=[StreamMetricsInterceptor(metrics, ["Route"]), security.gate],
+            credentials=security.credentials,
+            options=security.options,
         )
     except BaseException:
         await cluster.close()
@@ -87,11 +91,9 @@ async def running_gateway(settings: GatewaySettings) -> AsyncIterator[RunningGat
         await server.set_ready(SERVICE_NAME, ready)
 
     cluster.start(on_readiness)
-    if not settings.enforce_judge:
-        log.warning(
-            "judge verdicts are ADVISORY (model %s): only the rules tier refuses requests",
-            backend.model,
-        )
+    security.announce()
+    log.info("gateway: workers reached over %s", channels.description)
+    log.info("guard tiers: %s (judge model %s)", guard.mode, backend.model)
     if settings.fail_open:
         log.warning("gateway runs FAIL-OPEN: requests pass unscreened when the judge fails")
     log.info(
@@ -99,7 +101,7 @@ async def running_gateway(settings: GatewaySettings) -> AsyncIterator[RunningGat
         server.address, backend.kind, backend.model, ", ".join(settings.workers),
     )
     try:
-        yield RunningGateway(server, cluster, guard, metrics_server)
+        yield RunningGateway(server, cluster, guard, metrics_server, service)
     finally:
         await server.stop(service.routes)
         await cluster.close()

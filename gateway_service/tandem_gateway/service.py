@@ -2,27 +2,68 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 
 import grpc
 from grpc_status import rpc_status
 
-from tandem.conversions import options_from_proto, seconds_to_duration, turns_from_proto
+from tandem.backends.base import ChatTurn
+from tandem.conversions import (
+    options_from_proto,
+    seconds_to_duration,
+    turns_from_proto,
+    turns_to_proto,
+)
 from tandem.inflight import InFlight
 from tandem.metadata import REQUEST_ID_KEY, request_id_of
+from tandem.settings import GatewaySettings
 from tandem.status import RichStatus, RichStatusError, abort, unavailable
 from tandem.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, worker_pb2
 from tandem_gateway.cluster import ClusterView
 from tandem_gateway.guard.decision import GuardDecision
-from tandem_gateway.guard.guard import Guard
+from tandem_gateway.guard.guard import Guard, Screening
 from tandem_gateway.workers import NoWorkerError, WorkerLink
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class DifficultyDefaults:
+    """Worker-call defaults for one difficulty, used when the client set none."""
+
+    max_tokens: int
+    deadline_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingPolicy:
+    """How a decision shapes the worker call (built from GatewaySettings)."""
+
+    speculative: bool = False
+    defaults: Mapping[str, DifficultyDefaults] = field(default_factory=dict)
+    max_tool_nesting: int | None = None
+
+    @classmethod
+    def from_settings(cls, settings: GatewaySettings) -> RoutingPolicy:
+        return cls(
+            speculative=settings.speculative_dispatch,
+            defaults={
+                "low": DifficultyDefaults(settings.low_max_tokens, settings.low_deadline_s),
+                "medium": DifficultyDefaults(settings.medium_max_tokens, settings.medium_deadline_s),
+                "high": DifficultyDefaults(settings.high_max_tokens, settings.high_deadline_s),
+            },
+            max_tool_nesting=settings.max_tool_nesting,
+        )
+
+    def for_difficulty(self, difficulty: str | None) -> DifficultyDefaults | None:
+        return self.defaults.get(difficulty or "medium")
 
 
 class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
@@ -34,19 +75,28 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
         max_prompt_chars: int,
         max_route_s: float,
         worker_connect_timeout_s: float,
+        routing: RoutingPolicy | None = None,
     ) -> None:
         self._guard = guard
         self._cluster = cluster
         self._max_prompt_chars = max_prompt_chars
         self._max_route_s = max_route_s
         self._worker_connect_timeout_s = worker_connect_timeout_s
+        self._routing = routing or RoutingPolicy()
         self.routes = InFlight()
+
+    def _turns(self, request: gateway_pb2.RouteRequest | gateway_pb2.ClassifyRequest) -> list[ChatTurn]:
+        return turns_from_proto(
+            request.messages,
+            max_chars=self._max_prompt_chars,
+            max_tool_nesting=self._routing.max_tool_nesting,
+        )
 
     async def Classify(
         self, request: gateway_pb2.ClassifyRequest, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.ClassifyResponse:
         try:
-            turns = turns_from_proto(request.messages, max_chars=self._max_prompt_chars)
+            turns = self._turns(request)
         except RichStatusError as exc:
             await abort(context, exc.status)
         decision = await self._guard.decide(turns)
@@ -68,31 +118,125 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
         started = time.monotonic()
         request_id = request_id_of(context)
         try:
-            turns = turns_from_proto(request.messages, max_chars=self._max_prompt_chars)
+            turns = self._turns(request)
             options_from_proto(request.options)
         except RichStatusError as exc:
             await abort(context, exc.status)
-        decision = await self._guard.decide(turns)
+        screening = self._guard.screen(turns)
+        if screening.decision is None and self._routing.speculative:
+            events = self._speculative_route(request, screening, context, started, request_id)
+        else:
+            events = self._screened_route(request, screening, context, started, request_id)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                yield event
+
+    async def _screened_route(
+        self,
+        request: gateway_pb2.RouteRequest,
+        screening: Screening,
+        context: grpc.aio.ServicerContext,
+        started: float,
+        request_id: str,
+    ) -> AsyncIterator[gateway_pb2.RouteResponse]:
+        """Decide first; only an allowed request reaches a worker."""
+        decision = await self._guard.finish(screening)
         _log_decision(request_id, decision)
         yield gateway_pb2.RouteResponse(decision=decision.to_proto())
         if decision.refused:
-            elapsed = seconds_to_duration(time.monotonic() - started)
-            yield gateway_pb2.RouteResponse(
-                summary=gateway_pb2.RouteSummary(
-                    finish_reason=common_pb2.FINISH_REASON_REFUSED,
-                    message=decision.refusal_message(),
-                    timings=common_pb2.Timings(time_to_first_token=elapsed, total=elapsed),
-                )
-            )
+            yield _refusal(decision, started)
             return
-        generate = worker_pb2.GenerateRequest(messages=request.messages, options=request.options)
+        generate, budget_s = self._worker_call(request, screening, context, started, decision.difficulty)
+        events = self._worker_events(generate, context, started, budget_s, request_id)
+        try:
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    yield event
+        except RichStatusError as exc:
+            await abort(context, exc.status)
+
+    async def _speculative_route(
+        self,
+        request: gateway_pb2.RouteRequest,
+        screening: Screening,
+        context: grpc.aio.ServicerContext,
+        started: float,
+        request_id: str,
+    ) -> AsyncIterator[gateway_pb2.RouteResponse]:
+        """Start the worker while the judge runs; hold its events until the verdict.
+
+        Only requests the rules and classifier passed get here. On REFUSE the
+        worker call is cancelled (the worker stops its model) and nothing it
+        produced is sent; on ALLOW the held events go out after the decision.
+        """
+        generate, budget_s = self._worker_call(request, screening, context, started, screening.difficulty)
+        held: asyncio.Queue[gateway_pb2.RouteResponse | RichStatusError | None] = asyncio.Queue()
+
+        async def pump() -> None:
+            events = self._worker_events(generate, context, started, budget_s, request_id)
+            try:
+                async with contextlib.aclosing(events):
+                    async for event in events:
+                        held.put_nowait(event)
+            except RichStatusError as exc:
+                held.put_nowait(exc)
+                return
+            held.put_nowait(None)
+
+        worker = asyncio.create_task(pump(), name=f"speculative-{request_id}")
+        try:
+            decision = await self._guard.finish(screening)
+            _log_decision(request_id, decision)
+            if decision.refused:
+                await _cancel(worker)
+                log.info("route %s: speculative generation cancelled: refused", request_id)
+                yield gateway_pb2.RouteResponse(decision=decision.to_proto())
+                yield _refusal(decision, started)
+                return
+            yield gateway_pb2.RouteResponse(decision=decision.to_proto())
+            while (item := await held.get()) is not None:
+                if isinstance(item, RichStatusError):
+                    await abort(context, item.status)
+                yield item
+        finally:
+            await _cancel(worker)
+
+    def _worker_call(
+        self,
+        request: gateway_pb2.RouteRequest,
+        screening: Screening,
+        context: grpc.aio.ServicerContext,
+        started: float,
+        difficulty: str | None,
+    ) -> tuple[worker_pb2.GenerateRequest, float]:
+        """The worker request (secrets redacted, per-difficulty defaults) and its time budget."""
+        messages = turns_to_proto(screening.turns) if screening.redacted else request.messages
+        options = common_pb2.GenerationOptions()
+        options.CopyFrom(request.options)
+        defaults = self._routing.for_difficulty(difficulty)
+        if defaults is not None and not options.HasField("max_tokens"):
+            options.max_tokens = defaults.max_tokens
+        budget_s = self._remaining(context, started, defaults.deadline_s if defaults else None)
+        return worker_pb2.GenerateRequest(messages=messages, options=options), budget_s
+
+    async def _worker_events(
+        self,
+        generate: worker_pb2.GenerateRequest,
+        context: grpc.aio.ServicerContext,
+        started: float,
+        budget_s: float,
+        request_id: str,
+    ) -> AsyncIterator[gateway_pb2.RouteResponse]:
+        """One worker's stream as Route events; the next worker if one fails before its
+        first token. Raises RichStatusError for a failure the client must see."""
+        deadline = started + budget_s
         tried: set[str] = set()
         while True:
-            link = await self._choose_worker(context, tried, started)
+            link = await self._choose_worker(tried, deadline)
             tried.add(link.address)
             relay = _Relay(link, started)
             try:
-                events = relay.run(generate, self._remaining(context, started), request_id)
+                events = relay.run(generate, max(0.0, deadline - time.monotonic()), request_id)
                 async with contextlib.aclosing(events):
                     async for event in events:
                         yield event
@@ -101,22 +245,24 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
                 log.warning("route %s: worker %s failed before the first token: %s; trying another",
                             request_id, link.address, exc)
                 continue
-            except RichStatusError as exc:
-                await abort(context, exc.status)
 
-    def _remaining(self, context: grpc.aio.ServicerContext, started: float) -> float:
+    def _remaining(
+        self, context: grpc.aio.ServicerContext, started: float, default_s: float | None = None
+    ) -> float:
+        """Time left: the client's deadline, else the difficulty's; never above max_route_s."""
         remaining = context.time_remaining()
-        budget = self._max_route_s - (time.monotonic() - started)
+        limit = self._max_route_s if default_s is None else min(self._max_route_s, default_s)
+        if remaining is not None:
+            limit = self._max_route_s
+        budget = limit - (time.monotonic() - started)
         return max(0.0, budget if remaining is None else min(remaining, budget))
 
-    async def _choose_worker(
-        self, context: grpc.aio.ServicerContext, tried: set[str], started: float
-    ) -> WorkerLink:
-        wait_s = min(self._worker_connect_timeout_s, self._remaining(context, started))
+    async def _choose_worker(self, tried: set[str], deadline: float) -> WorkerLink:
+        wait_s = min(self._worker_connect_timeout_s, max(0.0, deadline - time.monotonic()))
         try:
             return await self._cluster.pool.wait_for_worker(tried, wait_s)
         except NoWorkerError as exc:
-            await abort(context, exc.status)
+            raise RichStatusError(exc.status) from exc
 
     async def GetClusterStatus(
         self, request: gateway_pb2.GetClusterStatusRequest, context: grpc.aio.ServicerContext
@@ -159,9 +305,11 @@ class _Relay:
                         first_token_at = time.monotonic()
                     yield gateway_pb2.RouteResponse(delta=response.delta)
                 elif response.HasField("summary"):
-                    yield gateway_pb2.RouteResponse(
-                        summary=self._summary(response.summary, first_token_at)
-                    )
+                    summary = self._summary(response.summary, first_token_at)
+                    # Let the worker's call end by itself (its status follows at once)
+                    # rather than cancelling a generation that already finished.
+                    await call.code()
+                    yield gateway_pb2.RouteResponse(summary=summary)
                     return
             raise RichStatusError(
                 unavailable(link.address, f"worker {link.address} ended its stream without a summary")
@@ -208,6 +356,26 @@ def _worker_failure(address: str, exc: grpc.aio.AioRpcError) -> RichStatus:
     if exc.code() == grpc.StatusCode.UNAVAILABLE:
         return unavailable(address, message, reason="WORKER_UNAVAILABLE")
     return RichStatus(exc.code(), message, details)
+
+
+def _refusal(decision: GuardDecision, started: float) -> gateway_pb2.RouteResponse:
+    elapsed = seconds_to_duration(time.monotonic() - started)
+    return gateway_pb2.RouteResponse(
+        summary=gateway_pb2.RouteSummary(
+            finish_reason=common_pb2.FINISH_REASON_REFUSED,
+            message=decision.refusal_message(),
+            timings=common_pb2.Timings(time_to_first_token=elapsed, total=elapsed),
+        )
+    )
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    """Cancel a speculative worker call and wait until it has let go of the worker."""
+    if task.done():
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def _log_decision(request_id: str, decision: GuardDecision) -> None:

@@ -32,6 +32,21 @@ _STATUS_TIMEOUT_S = 3.0
 _NODE_REFRESH_EVERY = 10  # link probes between two GetNodeStatus refreshes
 
 ChangeSink = Callable[[], Awaitable[None]]
+# Opens the channel to one worker address (plaintext by default; see
+# tandem.security.client.worker_channels for TLS and the gateway's token).
+ChannelFactory = Callable[[str], grpc.aio.Channel]
+_CREDENTIAL_CODES = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+
+
+def plaintext_channel(address: str) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+
+
+def _connection_recycled(exc: grpc.aio.AioRpcError) -> bool:
+    """The worker closed an old connection on purpose (max connection age): the
+    worker is fine, only the stream must be opened again, at once."""
+    details = exc.details() or ""
+    return exc.code() == grpc.StatusCode.UNAVAILABLE and "max connection age" in details
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +67,15 @@ class WorkerLink:
     (no FIN, no RST) within one timeout.
     """
 
-    def __init__(self, address: str, on_change: ChangeSink, timing: LinkTiming) -> None:
+    def __init__(
+        self,
+        address: str,
+        on_change: ChangeSink,
+        timing: LinkTiming,
+        channels: ChannelFactory = plaintext_channel,
+    ) -> None:
         self.address = address
-        self.channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        self.channel = channels(address)
         self.stub = worker_pb2_grpc.WorkerServiceStub(self.channel)
         self._health = health_pb2_grpc.HealthStub(self.channel)
         self._on_change = on_change
@@ -66,6 +87,9 @@ class WorkerLink:
         self.consecutive_failures = 0
         self.node: worker_pb2.NodeStatus | None = None
         self.in_flight = 0
+        # Set when the worker refuses the gateway's token or certificate: the
+        # link then counts as NOT_SERVING, with this as the reason.
+        self.credentials_error = ""
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -86,6 +110,8 @@ class WorkerLink:
                     await self._heard(response.status)
                 await self._lost("health stream ended")
             except grpc.aio.AioRpcError as exc:
+                if _connection_recycled(exc):
+                    continue
                 await self._lost(f"{exc.code().name}: {exc.details()}")
             await asyncio.sleep(_WATCH_RETRY_S)
 
@@ -115,6 +141,9 @@ class WorkerLink:
         state = gateway_pb2.WORKER_STATE_SERVING if serving else gateway_pb2.WORKER_STATE_NOT_SERVING
         if state != self.state:
             await self._refresh_node()
+        if serving and self.credentials_error:
+            await self._set(gateway_pb2.WORKER_STATE_NOT_SERVING, self.credentials_error)
+            return
         error = ""
         if not serving:
             error = self.node.error if self.node and self.node.error else "worker reports NOT_SERVING"
@@ -130,6 +159,12 @@ class WorkerLink:
             )
         except grpc.aio.AioRpcError as exc:
             log.debug("worker %s: GetNodeStatus failed: %s", self.address, exc.code().name)
+            if exc.code() in _CREDENTIAL_CODES:
+                self.credentials_error = "the worker refuses the gateway's credentials: " + (
+                    f"{exc.code().name}: {exc.details()}"
+                )
+        else:
+            self.credentials_error = ""
 
     async def _set(self, state: gateway_pb2.WorkerState.ValueType, error: str) -> None:
         changed = state != self.state
@@ -176,11 +211,17 @@ class WorkerPool:
     """Chooses a serving worker for each request."""
 
     def __init__(
-        self, addresses: Iterable[str], on_change: ChangeSink, timing: LinkTiming = LinkTiming()
+        self,
+        addresses: Iterable[str],
+        on_change: ChangeSink,
+        timing: LinkTiming = LinkTiming(),
+        channels: ChannelFactory = plaintext_channel,
     ) -> None:
         self._on_change = on_change
         self.changes = ChangeSignal()
-        self.links = [WorkerLink(address, self._link_changed, timing) for address in addresses]
+        self.links = [
+            WorkerLink(address, self._link_changed, timing, channels) for address in addresses
+        ]
 
     async def _link_changed(self) -> None:
         self.changes.notify()

@@ -10,6 +10,7 @@ import math
 from collections.abc import Sequence
 
 from google.protobuf import duration_pb2
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from tandem.backends.base import ChatTurn, Done, RoleName, SamplingOptions
 from tandem.status import RichStatusError, invalid_argument
@@ -27,9 +28,19 @@ MAX_TOKENS_LIMIT = 1_000_000
 
 
 def turns_from_proto(
-    messages: Sequence[common_pb2.ChatMessage], *, max_chars: int
+    messages: Sequence[common_pb2.ChatMessage],
+    *,
+    max_chars: int,
+    max_tool_nesting: int | None = None,
 ) -> list[ChatTurn]:
-    """Validate a request's messages and convert them."""
+    """Validate a request's messages and convert them.
+
+    Beyond roles and sizes: NUL characters are refused in every message (C
+    clients and many tools treat them as the end of the text, so what the guard
+    screens would differ from what a model reads), and a tool message whose
+    brackets nest deeper than ``max_tool_nesting`` is refused before any parser
+    can recurse into it.
+    """
     if not messages:
         raise RichStatusError(invalid_argument("messages", "at least one message is required"))
     turns: list[ChatTurn] = []
@@ -48,6 +59,13 @@ def turns_from_proto(
             raise RichStatusError(
                 invalid_argument(f"messages[{index}].content", "must not be empty")
             )
+        if "\x00" in message.content:
+            raise RichStatusError(
+                invalid_argument(
+                    f"messages[{index}].content",
+                    f"contains a NUL character (U+0000) at offset {message.content.index(chr(0))}",
+                )
+            )
         total += len(message.content)
         if total > max_chars:
             raise RichStatusError(
@@ -57,6 +75,15 @@ def turns_from_proto(
                     f"(at messages[{index}])",
                 )
             )
+        if max_tool_nesting is not None and role == "tool":
+            depth = bracket_depth(message.content, stop_above=max_tool_nesting)
+            if depth > max_tool_nesting:
+                raise RichStatusError(
+                    invalid_argument(
+                        f"messages[{index}].content",
+                        f"tool content nests brackets deeper than the limit of {max_tool_nesting}",
+                    )
+                )
         turns.append(ChatTurn(role=role, content=message.content))
     if turns[-1].role == "assistant":
         raise RichStatusError(
@@ -66,6 +93,103 @@ def turns_from_proto(
             )
         )
     return turns
+
+
+_OPENERS = frozenset("[{(")
+_CLOSERS = frozenset("]})")
+
+
+def bracket_depth(text: str, *, stop_above: int | None = None) -> int:
+    """Deepest nesting of ``[ { (`` outside JSON strings, without recursion.
+
+    Stops scanning once the depth exceeds ``stop_above`` (the answer is then
+    ``stop_above + 1``), so a hostile input costs no more than needed.
+    """
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+            continue
+        if char == '"':
+            in_string = True
+        elif char in _OPENERS:
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if stop_above is not None and deepest > stop_above:
+                    return deepest
+        elif char in _CLOSERS and depth > 0:
+            depth -= 1
+    return deepest
+
+
+def first_invalid_utf8_field(descriptor: Descriptor, data: bytes, prefix: str = "") -> str | None:
+    """The path (``messages[2].content``) of the first string field in ``data``
+    that is not valid UTF-8, reading the protobuf wire format by hand; None if
+    there is none or the bytes are not parseable wire format.
+
+    protobuf refuses such a message as a whole ("Error parsing message"); this
+    names the field for the INVALID_ARGUMENT a client gets.
+    """
+    counts: dict[int, int] = {}
+    pos = 0
+    try:
+        while pos < len(data):
+            key, pos = _varint(data, pos)
+            number, wire = key >> 3, key & 7
+            if wire == 0:
+                _, pos = _varint(data, pos)
+            elif wire == 1:
+                pos += 8
+            elif wire == 5:
+                pos += 4
+            elif wire == 2:
+                length, pos = _varint(data, pos)
+                chunk = data[pos : pos + length]
+                if len(chunk) != length:
+                    return None
+                pos += length
+                field = descriptor.fields_by_number.get(number)
+                if field is None:
+                    continue
+                seen = counts.get(number, 0)
+                counts[number] = seen + 1
+                name = f"{prefix}{field.name}"
+                if field.label == FieldDescriptor.LABEL_REPEATED:
+                    name = f"{name}[{seen}]"
+                if field.type == FieldDescriptor.TYPE_STRING:
+                    try:
+                        chunk.decode("utf-8")
+                    except UnicodeDecodeError as exc:
+                        return f"{name} (invalid UTF-8 at byte {exc.start})"
+                elif field.type == FieldDescriptor.TYPE_MESSAGE:
+                    inner = first_invalid_utf8_field(field.message_type, chunk, f"{name}.")
+                    if inner is not None:
+                        return inner
+            else:
+                return None
+    except IndexError:
+        return None
+    return None
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise IndexError("varint too long")
 
 
 def turns_to_proto(turns: Sequence[ChatTurn]) -> list[common_pb2.ChatMessage]:

@@ -10,6 +10,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+from tandem.security.redact import RedactingFilter
+
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 
@@ -33,6 +35,7 @@ def configure_logging(level: str, fmt: str) -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())  # secrets never reach a log line
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -33,6 +33,47 @@ SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.so_reuseport", 0),
 )
+# A connection that has not finished its HTTP/2 (and TLS) handshake by then is
+# closed: silent or garbage-sending sockets cannot pile up.
+HANDSHAKE_TIMEOUT_MS = 10_000
+# The server pings each connection this often and drops it when a ping goes
+# unanswered: a peer that vanished (no FIN, no RST) does not hold its calls.
+SERVER_KEEPALIVE_MS = 30_000
+SERVER_KEEPALIVE_TIMEOUT_MS = 10_000
+# HTTP/2 streams one connection may have open at once (health watches are not
+# counted by the per-client limits, so this bounds them per connection).
+MAX_STREAMS_PER_CONNECTION = 1_000
+
+
+def server_options(
+    *,
+    max_receive_bytes: int,
+    idle_s: float,
+    age_s: float,
+    age_grace_s: float,
+) -> tuple[tuple[str, int], ...]:
+    """SERVER_OPTIONS with the limits of one server's settings, plus connection hygiene:
+    idle connections closed, old ones recycled, dead ones detected, pings enforced."""
+    return (
+        ("grpc.max_receive_message_length", max_receive_bytes),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        # Keepalive enforcement: a client pinging more often than once a second
+        # (with no call) gets strikes, then GOAWAY too_many_pings.
+        ("grpc.http2.min_ping_interval_without_data_ms", 1_000),
+        ("grpc.http2.max_ping_strikes", 2),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.keepalive_time_ms", SERVER_KEEPALIVE_MS),
+        ("grpc.keepalive_timeout_ms", SERVER_KEEPALIVE_TIMEOUT_MS),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.max_connection_idle_ms", int(idle_s * 1000)),
+        ("grpc.max_connection_age_ms", int(age_s * 1000)),
+        ("grpc.max_connection_age_grace_ms", int(age_grace_s * 1000)),
+        ("grpc.server_handshake_timeout_ms", HANDSHAKE_TIMEOUT_MS),
+        ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
+        ("grpc.so_reuseport", 0),
+    )
+
+
 CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -78,14 +119,17 @@ async def start_server(
     service_names: Iterable[str],
     *,
     interceptors: Iterable[grpc.aio.ServerInterceptor] = (),
+    credentials: grpc.ServerCredentials | None = None,
+    options: Sequence[tuple[str, int]] = SERVER_OPTIONS,
 ) -> RunningServer:
     """Bind ``listen``, register the services, health and reflection, and start.
 
     ``""`` (liveness) answers SERVING at once; each named service starts
-    NOT_SERVING until its owner declares it ready.
+    NOT_SERVING until its owner declares it ready. With ``credentials`` the
+    port serves TLS only.
     """
     host, port = parse_host_port(listen)
-    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=list(interceptors))
+    server = grpc.aio.server(options=list(options), interceptors=list(interceptors))
     register(server)
     health_servicer = HealthService()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -96,7 +140,10 @@ async def start_server(
     )
     bind_host = f"[{host}]" if ":" in host else host
     try:
-        bound = server.add_insecure_port(f"{bind_host}:{port}")
+        if credentials is None:
+            bound = server.add_insecure_port(f"{bind_host}:{port}")
+        else:
+            bound = server.add_secure_port(f"{bind_host}:{port}", credentials)
     except RuntimeError as exc:
         raise OSError(f"cannot listen on {listen}: {exc}") from exc
     if bound == 0:

@@ -11,8 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from tandem.security.tokens import TokenTable, parse_token_line
 
 EMBEDDED_MODEL_NAME = "smollm2-135m-instruct"
 
@@ -89,7 +91,137 @@ class BackendSettings(BaseSettings):
         return value.rstrip("/")
 
 
-class WorkerSettings(BackendSettings):
+def _none_if_blank(value: object) -> object:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+def _require_pair(first: object, second: object, first_name: str, second_name: str) -> None:
+    if (first is None) != (second is None):
+        raise ValueError(f"{first_name} and {second_name} go together: set both or neither")
+
+
+def _split_token_lines(value: object) -> object:
+    """Token lines from the environment arrive as one string, separated by ';'."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(";") if part.strip()]
+    return value
+
+
+class ServerSecuritySettings(BaseSettings):
+    """Authentication, TLS and per-client limits of a gRPC server (both roles).
+
+    Off by default, so ``make run`` stays plaintext with no tokens; see
+    docs/security.md for the Mac setup.
+    """
+
+    model_config = SettingsConfigDict(extra="ignore", validate_default=True)
+
+    auth_tokens_file: FilePath | None = Field(
+        default=None,
+        description="File of accepted bearer tokens, one 'NAME sha256:HEX SCOPE[,SCOPE]' line "
+        "each (`tandem token` prints them). When set (or --auth-tokens), every call except "
+        "health needs 'authorization: Bearer <token>'.",
+    )
+    auth_tokens: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Accepted token lines as in --auth-tokens-file; repeat the flag "
+        "(environment: separated by ';').",
+    )
+    open_reflection: bool = Field(
+        default=True,
+        description="With authentication on, still serve gRPC reflection without a token "
+        "(the API is public in protos/; health is always open).",
+    )
+    tls_cert: FilePath | None = Field(
+        default=None,
+        description="PEM certificate (chain) this server presents; with --tls-key it serves "
+        "TLS only (`tandem certs` makes one).",
+    )
+    tls_key: FilePath | None = Field(default=None, description="PEM private key of --tls-cert.")
+    tls_client_ca: FilePath | None = Field(
+        default=None,
+        description="PEM CA: when set, every client must present a certificate it signed "
+        "(mutual TLS).",
+    )
+    max_message_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="Largest request message accepted, in bytes (gRPC max receive length).",
+    )
+    max_messages: int = Field(
+        default=512, ge=1, description="Most chat messages one request may carry."
+    )
+    max_streams_per_client: int = Field(
+        default=32,
+        ge=0,
+        description="Calls one client (token name, else IP address) may have open at once; "
+        "0 for no limit.",
+    )
+    requests_per_second: float = Field(
+        default=20.0,
+        ge=0,
+        description="Sustained calls per second per client (token bucket; health checks are "
+        "exempt); 0 for no limit.",
+    )
+    request_burst: int = Field(
+        default=40, ge=1, description="Calls a client may make at once above that rate."
+    )
+    max_connection_idle_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="Close a client connection with no call for this long, in seconds (the "
+        "client reconnects on its next call).",
+    )
+    max_connection_age_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Ask a client to reconnect once its connection is this old, in seconds.",
+    )
+    max_connection_age_grace_s: float = Field(
+        default=1000.0,
+        gt=0,
+        description="After --max-connection-age-s, how long calls in flight may finish before "
+        "the connection is closed, in seconds (longer than the longest generation).",
+    )
+    log_prompts: bool = Field(
+        default=False,
+        description="DEBUG AID ONLY: log every request's messages (secrets redacted). Off, "
+        "logs carry counts and request ids, never prompt text.",
+    )
+
+    @field_validator("auth_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: object) -> object:
+        return _split_token_lines(value)
+
+    @field_validator("auth_tokens_file", "tls_cert", "tls_key", "tls_client_ca", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return _none_if_blank(value)
+
+    @field_validator("auth_tokens")
+    @classmethod
+    def _check_token_lines(cls, value: list[str]) -> list[str]:
+        for line in value:
+            parse_token_line(line)
+        return value
+
+    @field_validator("auth_tokens_file")
+    @classmethod
+    def _check_tokens_file(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            TokenTable.load(value)
+        return value
+
+    @model_validator(mode="after")
+    def _check_tls_pair(self) -> ServerSecuritySettings:
+        _require_pair(self.tls_cert, self.tls_key, "tls_cert", "tls_key")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("tls_client_ca (mutual TLS) needs tls_cert and tls_key")
+        return self
+
+
+class WorkerSettings(ServerSecuritySettings, BackendSettings):
     """``tandem worker``: the Mac Mini node that generates."""
 
     model_config = SettingsConfigDict(env_prefix="TANDEM_WORKER_", extra="ignore")
@@ -121,12 +253,30 @@ class WorkerSettings(BackendSettings):
         "RESOURCE_EXHAUSTED and retry advice.",
     )
 
+    # Every call a worker serves comes from its gateway, one client: its per-client
+    # limits must carry all of the gateway's traffic.
+    max_streams_per_client: int = Field(
+        default=256,
+        ge=0,
+        description="Calls one client (token name, else IP address) may have open at once; "
+        "0 for no limit. The gateway is one client carrying every route.",
+    )
+    requests_per_second: float = Field(
+        default=200.0,
+        ge=0,
+        description="Sustained calls per second per client (token bucket; health checks are "
+        "exempt); 0 for no limit.",
+    )
+    request_burst: int = Field(
+        default=400, ge=1, description="Calls a client may make at once above that rate."
+    )
+
     @property
     def production_model(self) -> str:
         return "qwen3-coder-next"
 
 
-class GatewaySettings(BackendSettings):
+class GatewaySettings(ServerSecuritySettings, BackendSettings):
     """``tandem gateway``: the MacBook node that screens and routes."""
 
     model_config = SettingsConfigDict(env_prefix="TANDEM_GATEWAY_", extra="ignore")
@@ -186,6 +336,127 @@ class GatewaySettings(BackendSettings):
         "in seconds.",
     )
 
+    # --- guard: classifier tier, judge use, cache, secrets (issue 5) ---
+    classifier: bool = Field(
+        default=True,
+        description="Use the trained classifier tier (hashed n-gram linear models, about 1 ms). "
+        "It decides verdict and difficulty when the judge is not used, and refuses clear "
+        "threats before the judge when it is.",
+    )
+    classifier_path: Path | None = Field(
+        default=None,
+        description="Classifier artifact (.npz from `make train-guard`). Default: the one "
+        "shipped in tandem_gateway/guard/models/.",
+    )
+    classifier_threshold: float | None = Field(
+        default=None,
+        description="Threat score at or above which the deciding classifier refuses. Default: "
+        "the artifact's, chosen by grouped cross-validation for at most 1.5% of benign "
+        "prompts refused.",
+    )
+    classifier_prescreen_threshold: float | None = Field(
+        default=None,
+        description="Threat score at or above which the classifier refuses before the judge "
+        "is asked. Default: the artifact's, above every benign out-of-fold score.",
+    )
+    use_judge: bool | None = Field(
+        default=None,
+        description="Call the LLM judge at all. Default: yes with --ollama-url (llama3.1:8b); "
+        "no on the embedded 135M model, which adds 1-2.5 s and no accuracy (the classifier "
+        "decides there).",
+    )
+    verdict_cache_size: int = Field(
+        default=4096,
+        ge=0,
+        description="Verdicts kept, keyed by the normalised conversation (LRU); 0 disables "
+        "the cache.",
+    )
+    verdict_cache_ttl_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="How long a cached verdict is reused, in seconds.",
+    )
+    secrets_in_prompts: Literal["redact", "refuse", "off"] = Field(
+        default="redact",
+        description="Secrets found in a prompt (AWS keys, private key blocks, GitHub/OpenAI/"
+        "Slack/Google/Stripe tokens): 'redact' replaces them before the judge and the worker "
+        "see the text, 'refuse' refuses the request, 'off' passes them. Never logged.",
+    )
+    max_tool_nesting: int = Field(
+        default=64,
+        ge=1,
+        description="Deepest bracket nesting accepted in a tool message's content (JSON "
+        "results); deeper is INVALID_ARGUMENT.",
+    )
+    speculative_dispatch: bool = Field(
+        default=False,
+        description="Start the worker's generation while the LLM judge runs, holding its "
+        "tokens until the verdict (released on allow, cancelled on refuse). Off: the worker "
+        "spends nothing on refused requests. Only after the rules and classifier passed.",
+    )
+    low_max_tokens: int = Field(
+        default=1024, ge=1, description="max_tokens for a 'low' difficulty task when the client set none."
+    )
+    medium_max_tokens: int = Field(
+        default=2048, ge=1, description="max_tokens for a 'medium' task when the client set none."
+    )
+    high_max_tokens: int = Field(
+        default=4096, ge=1, description="max_tokens for a 'high' task when the client set none."
+    )
+    low_deadline_s: float = Field(
+        default=120.0, gt=0,
+        description="Deadline of a 'low' task's generation when the client set none, in seconds "
+        "(never above --max-route-s).",
+    )
+    medium_deadline_s: float = Field(
+        default=300.0, gt=0, description="Deadline of a 'medium' task when the client set none, in seconds."
+    )
+    high_deadline_s: float = Field(
+        default=900.0, gt=0, description="Deadline of a 'high' task when the client set none, in seconds."
+    )
+
+    worker_token_file: FilePath | None = Field(
+        default=None,
+        description="File holding the bearer token the gateway sends to its workers (the "
+        "workers' --auth-tokens-file lists its hash).",
+    )
+    worker_token: SecretStr | None = Field(
+        default=None,
+        description="The bearer token for the workers, inline (prefer --worker-token-file: "
+        "flags show in the process list).",
+    )
+    worker_tls_ca: FilePath | None = Field(
+        default=None,
+        description="PEM CA that signed the workers' certificates: when set, the gateway "
+        "reaches its workers over TLS.",
+    )
+    worker_tls_cert: FilePath | None = Field(
+        default=None,
+        description="The gateway's client certificate for the workers (mutual TLS).",
+    )
+    worker_tls_key: FilePath | None = Field(
+        default=None, description="PEM private key of --worker-tls-cert."
+    )
+    worker_tls_server_name: str | None = Field(
+        default=None,
+        description="Name to verify in the workers' certificates instead of the address's "
+        "host (for a certificate without that IP or name).",
+    )
+
+    @field_validator(
+        "worker_token_file", "worker_tls_ca", "worker_tls_cert", "worker_tls_key", mode="before"
+    )
+    @classmethod
+    def _empty_worker_paths_are_unset(cls, value: object) -> object:
+        return _none_if_blank(value)
+
+    @model_validator(mode="after")
+    def _check_worker_tls_pair(self) -> GatewaySettings:
+        _require_pair(
+            self.worker_tls_cert, self.worker_tls_key, "worker_tls_cert", "worker_tls_key"
+        )
+        return self
+
     @field_validator("workers", mode="before")
     @classmethod
     def _split_workers(cls, value: object) -> object:
@@ -212,6 +483,12 @@ class GatewaySettings(BackendSettings):
             return self.judge_verdicts == "enforce"
         return self.ollama_url is not None
 
+    @property
+    def judge_in_use(self) -> bool:
+        if self.use_judge is not None:
+            return self.use_judge
+        return self.ollama_url is not None
+
 
 class ClientSettings(BaseSettings):
     """``tandem ask`` / ``tandem status``: how a client reaches the gateway."""
@@ -222,6 +499,17 @@ class ClientSettings(BaseSettings):
     timeout_s: float = Field(
         default=600.0, gt=0, description="Deadline for the whole call, in seconds."
     )
+    token_file: FilePath | None = Field(
+        default=None,
+        description="File holding the bearer token to send (a gateway with authentication on).",
+    )
+    tls_ca: FilePath | None = Field(
+        default=None, description="PEM CA of the gateway's certificate: when set, use TLS."
+    )
+    tls_cert: FilePath | None = Field(
+        default=None, description="Client certificate, for a gateway that asks for one."
+    )
+    tls_key: FilePath | None = Field(default=None, description="PEM private key of --tls-cert.")
 
 
 class OpenAISettings(BaseSettings):

@@ -12,6 +12,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from tandem.metrics import GaugeCollector, MetricsServer, StreamMetrics, StreamMetricsInterceptor, start_metrics
 from tandem.monitor import BackendMonitor
+from tandem.security.server import ServerSecurity
 from tandem.serving import RunningServer, start_server
 from tandem.settings import WorkerSettings
 from tandem.v1 import worker_pb2, worker_pb2_grpc
@@ -38,6 +39,7 @@ class RunningWorker:
 @contextlib.asynccontextmanager
 async def running_worker(settings: WorkerSettings) -> AsyncIterator[RunningWorker]:
     """Start a worker; it answers health at once and turns ready when its model is."""
+    security = ServerSecurity.from_settings(settings, role="worker", listen=settings.listen)
     backend = build_backend(settings, settings.production_model)
     monitor = BackendMonitor(
         settings.node_name or "worker",
@@ -60,7 +62,9 @@ async def running_worker(settings: WorkerSettings) -> AsyncIterator[RunningWorke
             settings.listen,
             lambda s: worker_pb2_grpc.add_WorkerServiceServicer_to_server(service, s),
             [SERVICE_NAME],
-            interceptors=[StreamMetricsInterceptor(metrics, ["Generate"])],
+            interceptors=[StreamMetricsInterceptor(metrics, ["Generate"]), security.gate],
+            credentials=security.credentials,
+            options=security.options,
         )
     except BaseException:
         await backend.aclose()
@@ -71,6 +75,7 @@ async def running_worker(settings: WorkerSettings) -> AsyncIterator[RunningWorke
         await server.set_ready(SERVICE_NAME, ready)
 
     monitor.start(on_readiness)
+    security.announce()
     log.info(
         "worker %s listening on %s (backend %s, model %s)",
         monitor.name, server.address, backend.kind, backend.model,

@@ -9,7 +9,7 @@ from tandem.conversions import seconds_to_duration
 from tandem.v1 import gateway_pb2
 
 VerdictName = Literal["allow", "refuse"]
-TierName = Literal["rules", "judge", "cache", "policy"]
+TierName = Literal["rules", "classifier", "judge", "cache", "policy"]
 DifficultyName = Literal["low", "medium", "high"]
 ThreatName = Literal["prompt_injection", "jailbreak", "harmful", "malicious_code", "exfiltration"]
 
@@ -26,6 +26,7 @@ _TIERS = {
     "judge": gateway_pb2.DECISION_TIER_JUDGE,
     "cache": gateway_pb2.DECISION_TIER_CACHE,
     "policy": gateway_pb2.DECISION_TIER_POLICY,
+    "classifier": gateway_pb2.DECISION_TIER_CLASSIFIER,
 }
 _DIFFICULTIES = {
     "low": gateway_pb2.DIFFICULTY_LOW,

@@ -58,12 +58,24 @@ class OllamaBackend:
         # The read timeout is the longest silence between two chunks (model load
         # included); the caller's deadline bounds the whole stream, and closing
         # the stream is what makes Ollama stop generating.
+        # Admission control bounds how many generations run, so the generation
+        # pool has no connection cap of its own; a pool that cannot hand out a
+        # connection fails after the connect timeout instead of hanging.
         self._client = httpx.AsyncClient(
             base_url=base_url,
-            timeout=httpx.Timeout(connect=connect_timeout_s, read=idle_timeout_s, write=10.0, pool=None),
+            timeout=httpx.Timeout(
+                connect=connect_timeout_s, read=idle_timeout_s, write=10.0, pool=connect_timeout_s
+            ),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=32),
             transport=transport,
         )
-        self._probe_timeout = httpx.Timeout(connect_timeout_s, read=5.0, write=5.0, pool=5.0)
+        # Health probes get their own small client: busy generations never starve them.
+        self._probe_client = httpx.AsyncClient(
+            base_url=base_url,
+            timeout=httpx.Timeout(connect_timeout_s, read=5.0, write=5.0, pool=5.0),
+            limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
+            transport=transport,
+        )
 
     def _chat_body(
         self,
@@ -102,24 +114,28 @@ class OllamaBackend:
     ) -> AsyncGenerator[StreamEvent, None]:
         body = self._chat_body(turns, options, response_schema)
         try:
+            done: Done | None = None
             async with self._client.stream("POST", "/api/chat", json=body) as response:
                 if response.status_code != 200:
                     await response.aread()
                     raise self._http_error(response)
                 async for line in response.aiter_lines():
-                    if not line.strip():
-                        continue
+                    if done is not None or not line.strip():
+                        continue  # read to the end: the connection goes back to the pool
                     chunk = _parse_line(line, self.location)
                     content = chunk.get("message", {}).get("content") or ""
                     if content:
                         yield Delta(content)
                     if chunk.get("done"):
-                        yield _done_from_chunk(chunk)
-                        return
-            raise BackendUnavailable(
-                f"Ollama at {self.location} closed the stream before its final 'done' line",
-                location=self.location,
-            )
+                        done = _done_from_chunk(chunk)
+            if done is None:
+                raise BackendUnavailable(
+                    f"Ollama at {self.location} closed the stream before its final 'done' line",
+                    location=self.location,
+                )
+            # Yielded after the HTTP exchange is complete and released, so a caller
+            # that stops right after the summary leaves no connection checked out.
+            yield done
         except httpx.ReadTimeout as exc:
             raise BackendTimeout(
                 f"Ollama at {self.location} sent nothing for {self._idle_timeout_s:.0f}s (stalled)",
@@ -231,7 +247,7 @@ class OllamaBackend:
             raise self._http_error(response)
 
     async def _get_json(self, path: str) -> dict[str, Any]:
-        response = await self._client.get(path, timeout=self._probe_timeout)
+        response = await self._probe_client.get(path)
         if response.status_code != 200:
             raise BackendProtocolError(f"GET {path}: HTTP {response.status_code}")
         data = response.json()
@@ -241,6 +257,7 @@ class OllamaBackend:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+        await self._probe_client.aclose()
 
 
 def _keep_alive_value(keep_alive: str) -> str | int:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from rich.console import Console
 from rich.status import Status
 
+from tandem.security.client import ClientSecurity
 from tandem.sdk import (
     AsyncTandemClient,
     ChatTurn,
@@ -45,7 +46,7 @@ def read_prompt(prompt: str) -> str:
     return sys.stdin.read() if prompt == "-" else prompt
 
 
-async def ask(gateway: str, timeout_s: float, request: AskRequest) -> int:
+async def ask(gateway: str, timeout_s: float, request: AskRequest, security: ClientSecurity) -> int:
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     turns = [ChatTurn("system", request.system)] if request.system else []
     turns.append(ChatTurn("user", request.prompt))
@@ -55,7 +56,9 @@ async def ask(gateway: str, timeout_s: float, request: AskRequest) -> int:
     refused = False
     progress = _Progress(err)
     try:
-        async with AsyncTandemClient(gateway, timeout_s=timeout_s) as client:
+        async with AsyncTandemClient(
+            gateway, timeout_s=timeout_s, auth=security.auth_hook(), credentials=security.credentials
+        ) as client:
             progress.show("screening…")
             try:
                 async with contextlib.aclosing(client.route(turns, options)) as events:

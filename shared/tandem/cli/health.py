@@ -11,9 +11,13 @@ import sys
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tandem.sdk.channel import ChannelConfig, async_channel
 
-async def check_health(address: str, service: str, timeout_s: float) -> int:
-    async with grpc.aio.insecure_channel(address) as channel:
+
+async def check_health(
+    address: str, service: str, timeout_s: float, credentials: grpc.ChannelCredentials | None = None
+) -> int:
+    async with async_channel(address, ChannelConfig(), credentials) as channel:
         try:
             reply = await health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=service), timeout=timeout_s

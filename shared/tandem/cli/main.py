@@ -11,6 +11,7 @@ import sys
 from tandem import __version__
 from tandem.cli.options import add_settings_arguments, settings_from_args
 from tandem.logs import configure_logging
+from tandem.security.client import ClientSecurity
 from tandem.settings import ClientSettings, GatewaySettings, OpenAISettings, WorkerSettings
 
 
@@ -112,6 +113,23 @@ def build_parser() -> argparse.ArgumentParser:
         "finish_reason content_filter; the decision is in x-tandem-* response headers.",
     )
     add_settings_arguments(openai, OpenAISettings)
+
+    from tandem.cli.certs import add_certs_arguments, add_token_arguments  # noqa: PLC0415
+
+    certs = commands.add_parser(
+        "certs",
+        help="make a local CA and gateway/worker certificates (TLS, mutual TLS)",
+        description="Write ca.pem, gateway.pem and worker.pem (with their keys) into --out; "
+        "see docs/security.md for where each goes.",
+    )
+    add_certs_arguments(certs)
+    token = commands.add_parser(
+        "token",
+        help="mint a bearer token and print its tokens-file line",
+        description="Print a new token (stderr, or --token-out) and the 'NAME sha256:HASH "
+        "SCOPES' line (stdout) for the server's --auth-tokens-file. Only the hash is stored.",
+    )
+    add_token_arguments(token)
     return parser
 
 
@@ -133,23 +151,31 @@ async def _dispatch(args: argparse.Namespace) -> int:
                 await run_worker(settings_from_args(WorkerSettings, args, args.env_file))
             else:
                 await run_gateway(settings_from_args(GatewaySettings, args, args.env_file))
-        except OSError as exc:  # cannot bind: a clear line, not a traceback
-            logging.getLogger("tandem").error("%s %s", args.command, exc)
+        except (OSError, ValueError) as exc:  # cannot bind, unreadable token file, ...
+            logging.getLogger("tandem").error("%s: %s", args.command, exc)
             return 1
         return 0
     if args.command == "health":
         from tandem.cli.health import check_health  # noqa: PLC0415
 
-        return await check_health(args.address, args.service, args.timeout_s)
+        tls = settings_from_args(ClientSettings, args, args.env_file)
+        return await check_health(
+            args.address, args.service, args.timeout_s, ClientSecurity.from_settings(tls).credentials
+        )
     if args.command == "up":
         from tandem.cli.up import run_local_pair  # noqa: PLC0415
 
         return await run_local_pair(args.gateway_listen, args.worker_listen, args.env_file)
+    if args.command in ("certs", "token"):
+        from tandem.cli.certs import make_certs, make_token  # noqa: PLC0415
+
+        return make_certs(args) if args.command == "certs" else make_token(args)
     if args.command == "openai":
         from tandem.cli.openai_cmd import serve_openai  # noqa: PLC0415
 
         return await serve_openai(settings_from_args(OpenAISettings, args, args.env_file))
     client = settings_from_args(ClientSettings, args, args.env_file)
+    security = ClientSecurity.from_settings(client)
     if args.command == "ask":
         from tandem.cli.ask import AskRequest, ask, read_prompt  # noqa: PLC0415
 
@@ -165,12 +191,12 @@ async def _dispatch(args: argparse.Namespace) -> int:
             seed=args.seed,
             as_json=args.json,
         )
-        return await ask(client.gateway, client.timeout_s, request)
+        return await ask(client.gateway, client.timeout_s, request, security)
     from tandem.cli.status import show_status, watch_status  # noqa: PLC0415
 
     if args.watch:
-        return await watch_status(client.gateway)
-    return await show_status(client.gateway)
+        return await watch_status(client.gateway, security)
+    return await show_status(client.gateway, security)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ from rich.live import Live
 from rich.table import Table
 
 from tandem.client import GatewayClient
+from tandem.sdk.channel import ChannelConfig, async_channel
+from tandem.security.client import ClientSecurity
 from tandem.v1 import gateway_pb2, gateway_pb2_grpc, worker_pb2
 
 _GIB = 1024**3
@@ -70,13 +72,15 @@ def _console() -> Console:
     return console if console.is_terminal else Console(width=200)  # piped: one line per row
 
 
-async def watch_status(gateway: str) -> int:
+async def watch_status(gateway: str, security: ClientSecurity) -> int:
     """Follow WatchClusterStatus: redraw in place on a terminal, one table per update otherwise."""
     console = _console()
     request = gateway_pb2.WatchClusterStatusRequest()
     try:
-        async with grpc.aio.insecure_channel(gateway) as channel:
-            stream = gateway_pb2_grpc.GatewayServiceStub(channel).WatchClusterStatus(request)
+        async with async_channel(gateway, ChannelConfig(), security.credentials) as channel:
+            stream = gateway_pb2_grpc.GatewayServiceStub(channel).WatchClusterStatus(
+                request, metadata=security.metadata
+            )
             if console.is_terminal:
                 with Live(console=console, auto_refresh=False) as live:
                     async for status in stream:
@@ -94,10 +98,12 @@ async def watch_status(gateway: str) -> int:
     return 0
 
 
-async def show_status(gateway: str) -> int:
+async def show_status(gateway: str, security: ClientSecurity) -> int:
     console = _console()
     try:
-        async with GatewayClient(gateway) as client:
+        async with GatewayClient(
+            gateway, auth=security.auth_hook(), credentials=security.credentials
+        ) as client:
             status = await client.cluster_status()
     except grpc.aio.AioRpcError as exc:
         Console(stderr=True).print(

@@ -36,7 +36,7 @@ Conversation: TypeAlias = str | Sequence[ChatTurn | Mapping[str, str]]
 
 VerdictName = Literal["allow", "refuse", "unspecified"]
 DifficultyName = Literal["low", "medium", "high", "unspecified"]
-TierName = Literal["rules", "judge", "cache", "policy", "unspecified"]
+TierName = Literal["rules", "classifier", "judge", "cache", "policy", "unspecified"]
 FinishReasonName = Literal["stop", "length", "refused", "unspecified"]
 WorkerStateName = Literal["serving", "not_serving", "unreachable", "unspecified"]
 

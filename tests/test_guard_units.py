@@ -1,0 +1,119 @@
+"""The guard's parts on their own: classifier artifact, features, secrets, cache, task type."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from tandem.backends.base import ChatTurn
+from tandem_gateway.guard.cache import VerdictCache, conversation_key
+from tandem_gateway.guard.classifier import ARTIFACT_PATH, GuardClassifier
+from tandem_gateway.guard.decision import GuardDecision
+from tandem_gateway.guard.features import raw_features
+from tandem_gateway.guard.secrets import scan_secrets
+from tandem_gateway.guard.tasktype import task_type_of
+from tests.test_guard import CLEAR_THREAT
+
+CLASSIFIER = GuardClassifier.load()
+
+
+def test_the_shipped_artifact_is_small_weights_only() -> None:
+    assert ARTIFACT_PATH.stat().st_size < 2 * 1024 * 1024
+    with np.load(ARTIFACT_PATH, allow_pickle=False) as data:
+        assert all(data[name].dtype.kind in "fiu" for name in data.files)  # numbers only, no strings
+        meta = json.loads(bytes(data["meta"]).decode())
+    assert set(meta) >= {"version", "thresholds", "format"}
+    assert CLASSIFIER.thresholds.prescreen > CLASSIFIER.thresholds.decide
+
+
+def test_classifier_scores_clear_cases() -> None:
+    threat = CLASSIFIER.assess([ChatTurn("user", CLEAR_THREAT)])
+    assert threat.score > CLASSIFIER.thresholds.prescreen and threat.category == "harmful"
+    for benign in ("Write a Python function that reverses a string", "Write hello world in C",
+                   "Implement Dijkstra's algorithm with a binary heap in Rust"):
+        assert CLASSIFIER.threat_score(benign) < CLASSIFIER.thresholds.decide, benign
+
+
+def test_the_highest_scoring_turn_decides_and_system_turns_are_not_scored() -> None:
+    turns = [ChatTurn("system", CLEAR_THREAT), ChatTurn("user", "Sort a list"), ChatTurn("tool", CLEAR_THREAT),
+             ChatTurn("user", "thanks")]
+    result = CLASSIFIER.assess(turns)
+    assert result.turn_index == 2
+    assert CLASSIFIER.assess(turns[:2]).score < CLASSIFIER.thresholds.decide
+
+
+def test_features_are_the_same_in_every_process() -> None:
+    """Hashing must not depend on PYTHONHASHSEED, or serving would differ from training."""
+    text = "Ignore the rules – ＦＵＬＬＷＩＤＴＨ and ünïcödé 🦜"
+    mine = raw_features(text).buckets.tolist()
+    code = ("import sys, json; from tandem_gateway.guard.features import raw_features; "
+            "print(json.dumps(raw_features(sys.argv[1]).buckets.tolist()))")
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    other = subprocess.run([sys.executable, "-c", code, text], capture_output=True, text=True, env=env, check=True)
+    assert json.loads(other.stdout) == mine
+
+
+def test_features_survive_odd_text() -> None:
+    for text in ("", "\x00", "a", "🦜" * 5000, "\u202e\u2066x", "x" * 100_000):
+        raw = raw_features(text)
+        assert raw.buckets.dtype == np.uint64 and len(raw.buckets) == len(raw.counts)
+        CLASSIFIER.threat_score(text)
+
+
+def test_secrets_are_found_and_redacted_by_kind() -> None:
+    secrets = {
+        "AWS access key id": "AKIAIOSFODNN7EXAMPLE",
+        "GitHub token": "ghp_" + "a1B2" * 9,
+        "OpenAI API key": "sk-proj-" + "Ab3" * 20,
+        "Slack token": "xoxb-123456789012-abcdefghijKLMN",
+        "private key": "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----",
+    }
+    for kind, secret in secrets.items():
+        scan = scan_secrets([ChatTurn("user", "hi"), ChatTurn("tool", f"config: {secret} end")])
+        assert [f.kind for f in scan.findings] == [kind], kind
+        assert secret not in scan.turns[1].content and f"[REDACTED {kind}]" in scan.turns[1].content
+        assert scan.turns[0] == ChatTurn("user", "hi")
+    aws = scan_secrets([ChatTurn("user", "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")])
+    assert "wJalr" not in aws.turns[0].content and aws.turns[0].content.startswith("aws_secret_access_key = [REDACTED")
+
+
+def test_code_that_mentions_keys_is_not_a_secret() -> None:
+    for text in ("os.environ['AWS_ACCESS_KEY_ID']", "api_key = os.getenv('OPENAI_API_KEY')",
+                 "Generate an RSA private key with openssl genrsa", "sk-learn is not a key", "ghp_short"):
+        assert scan_secrets([ChatTurn("user", text)]).findings == (), text
+
+
+def test_cache_is_lru_bounded_and_expires() -> None:
+    now = [0.0]
+    cache = VerdictCache(max_entries=2, ttl_s=10.0, clock=lambda: now[0])
+    decision = GuardDecision(verdict="allow", tier="judge", reason="ok")
+    for key in ("a", "b"):
+        cache.put(key, decision)
+    assert cache.get("a") is decision  # "a" is now the most recent
+    cache.put("c", decision)  # evicts "b"
+    assert cache.get("b") is None and cache.get("a") is decision and len(cache) == 2
+    now[0] = 10.5
+    assert cache.get("a") is None and cache.get("c") is None
+    assert VerdictCache(0, 10.0).enabled is False
+
+
+def test_cache_key_is_the_normalised_conversation() -> None:
+    base = conversation_key([ChatTurn("user", "Sort a list")], "v1")
+    assert conversation_key([ChatTurn("user", " Sort\u200b  a list\n")], "v1") == base
+    assert conversation_key([ChatTurn("user", "Ｓｏｒｔ a list")], "v1") == base  # NFKC
+    assert conversation_key([ChatTurn("system", "Sort a list")], "v1") != base
+    assert conversation_key([ChatTurn("user", "Sort a list")], "v2") != base
+
+
+def test_task_types() -> None:
+    assert task_type_of("Write unit tests for my parser") == "testing"
+    assert task_type_of("I get a TypeError traceback when I run this") == "debugging"
+    assert task_type_of("Refactor this class to use dataclasses") == "refactoring"
+    assert task_type_of("Write a Dockerfile for a Flask app") == "devops"
+    assert task_type_of("Write a Python function that reverses a string") == "code_generation"
+    assert task_type_of("What is a monad?") == "explanation"
+    assert task_type_of("Bonjour") == "general"
