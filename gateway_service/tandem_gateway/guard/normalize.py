@@ -25,6 +25,8 @@ class NormalizedText:
 
 
 def normalize(text: str) -> NormalizedText:
+    if text.isascii():  # no invisible, bidi or tag characters, and NFKC is the identity
+        return NormalizedText(text, 0, 0, 0)
     tags = bidi = invisible = 0
     kept: list[str] = []
     for char in text:

@@ -28,6 +28,12 @@ class Rule:
     reason: str
     pattern: re.Pattern[str]
     outside_code_only: bool = False
+    # Every match contains one of these (lower-case) words: a cheap substring test
+    # skips the regex on the long prompts that contain none of them.
+    keywords: tuple[str, ...] = ()
+
+    def may_match(self, lowered: str) -> bool:
+        return not self.keywords or any(word in lowered for word in self.keywords)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +57,7 @@ RULES: tuple[Rule, ...] = (
             rf"\s+{_PREVIOUS}\s+(?:\w+\s+)?{_INSTRUCTIONS}",
             _FLAGS,
         ),
+        keywords=('ignore', 'disregard', 'forget', 'override', 'bypass', 'skip'),
     ),
     Rule(
         "ignore-everything",
@@ -64,6 +71,7 @@ RULES: tuple[Rule, ...] = (
             r"|\b(?:obigen|vorherigen)\s+(?:anweisungen|ausf[üu]hrungen)\s+ignorieren\b",
             _FLAGS,
         ),
+        keywords=('ignore', 'disregard', 'forget', 'vergiss', 'ignorieren'),
     ),
     Rule(
         "new-instructions-override",
@@ -74,6 +82,7 @@ RULES: tuple[Rule, ...] = (
             r"|\bfrom\s+now\s+on\s*,?\s+you\s+(?:will|must|shall)\s+(?:ignore|disregard|no longer follow)\b",
             _FLAGS,
         ),
+        keywords=('new', 'now'),
     ),
     Rule(
         "system-prompt-extraction",
@@ -87,6 +96,7 @@ RULES: tuple[Rule, ...] = (
             r"|\bwhat\s+(?:is|was)\s+written\s+(?:above|at\s+the\s+(?:beginning|start|top)\s+of\s+(?:this|the|your)\s+(?:prompt|conversation|instructions))",
             _FLAGS,
         ),
+        keywords=('system', 'prompt', 'instruction', 'message', 'configuration', 'written'),
     ),
     Rule(
         "credential-request",
@@ -97,12 +107,14 @@ RULES: tuple[Rule, ...] = (
             r"\byour\s+(?:password|passcode|passphrase|secret\s+(?:key|code|word|password)|api\s+keys?|access\s+token)\b",
             _FLAGS,
         ),
+        keywords=('password', 'passcode', 'passphrase', 'secret', 'api', 'token'),
     ),
     Rule(
         "dan-scaffold",
         "jailbreak",
         "uses the 'Do Anything Now' (DAN) jailbreak scaffold",
         re.compile(r"\bdo\s+anything\s+now\b|\bDAN\s+mode\b|\bact\s+as\s+(?:a\s+)?DAN\b", _FLAGS),
+        keywords=('anything', 'dan'),
     ),
     Rule(
         "unrestricted-mode",
@@ -115,6 +127,7 @@ RULES: tuple[Rule, ...] = (
             r"|\b(?:without|free\s+of|no)\s+(?:any\s+)?(?:ethical|moral)\s+(?:or\s+\w+\s+)?(?:restrictions|guidelines|limits|constraints|boundaries)\b",
             _FLAGS,
         ),
+        keywords=('mode', 'free', 'released', 'liberated', 'bound', 'ethical', 'moral'),
     ),
     Rule(
         "chat-template-tokens",
@@ -126,6 +139,7 @@ RULES: tuple[Rule, ...] = (
             re.IGNORECASE,
         ),
         outside_code_only=True,
+        keywords=('<|', 'inst]', 'sys>>', '_of_turn>'),
     ),
     Rule(
         "markdown-exfiltration",
@@ -136,6 +150,7 @@ RULES: tuple[Rule, ...] = (
             r"|!\[[^\]]*\]\(\s*https?://[^)\s]*(?:\{|\$\{|%7B)[^)]*\)",
             re.IGNORECASE,
         ),
+        keywords=('![',),
     ),
 )
 
@@ -172,7 +187,10 @@ class RulesTier:
                     index,
                 )
             prose: str | None = None
+            lowered = normal.text.lower()
             for rule in self._rules:
+                if not rule.may_match(lowered):
+                    continue
                 target = normal.text
                 if rule.outside_code_only:
                     prose = strip_code(normal.text) if prose is None else prose
