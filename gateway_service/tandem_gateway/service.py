@@ -355,6 +355,14 @@ def _worker_failure(address: str, exc: grpc.aio.AioRpcError) -> RichStatus:
         details = tuple(original.details)
     if exc.code() == grpc.StatusCode.UNAVAILABLE:
         return unavailable(address, message, reason="WORKER_UNAVAILABLE")
+    if exc.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        # The worker refused the gateway's own credentials: a deployment fault, not
+        # the client's token, so the client must not be told its token is bad.
+        return unavailable(
+            address,
+            f"worker {address} refuses the gateway's credentials ({exc.code().name})",
+            reason="WORKER_REFUSES_GATEWAY",
+        )
     return RichStatus(exc.code(), message, details)
 
 
