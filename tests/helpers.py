@@ -40,7 +40,7 @@ async def wait_for_health(address: str, service: str, wanted: int = SERVING) -> 
                 except grpc.aio.AioRpcError as exc:
                     if exc.code() != grpc.StatusCode.UNAVAILABLE:
                         raise
-                    await asyncio.sleep(0.05)  # reconnect backoff, not synchronisation
+                    await channel.channel_ready()  # the server went away: wait until it is back
 
 
 async def health_status(address: str, service: str) -> int:
