@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from tandem.sdk.convert import enum_name
 from tandem.settings import parse_host_port
 from tandem.v1 import gateway_pb2
 
@@ -65,20 +66,13 @@ class StreamMetrics:
             self.decision(response.decision)
 
     def decision(self, decision: gateway_pb2.Decision) -> None:
-        tier = _enum(gateway_pb2.DecisionTier, decision.tier, "DECISION_TIER_")
+        tier = enum_name(gateway_pb2.DecisionTier, decision.tier, "DECISION_TIER_")
         self.decisions.labels(
-            _enum(gateway_pb2.Verdict, decision.verdict, "VERDICT_"),
+            enum_name(gateway_pb2.Verdict, decision.verdict, "VERDICT_"),
             tier,
-            _enum(gateway_pb2.Difficulty, decision.difficulty, "DIFFICULTY_"),
+            enum_name(gateway_pb2.Difficulty, decision.difficulty, "DIFFICULTY_"),
         ).inc()
         self.decision_latency.labels(tier).observe(decision.latency.ToNanoseconds() / 1e9)
-
-
-def _enum(enum: Any, value: int, prefix: str) -> str:
-    try:
-        return str(enum.Name(value)).removeprefix(prefix).lower()
-    except ValueError:
-        return str(value)
 
 
 class StreamMetricsInterceptor(grpc.aio.ServerInterceptor):

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from tandem.client import GatewayClient
 from tandem.sdk.channel import ChannelConfig, async_channel
+from tandem.sdk.convert import enum_name
 from tandem.security.client import ClientSecurity
 from tandem.v1 import gateway_pb2, gateway_pb2_grpc, worker_pb2
 
@@ -41,7 +42,7 @@ def render(status: gateway_pb2.ClusterStatus) -> Table:
         gateway.node or "gateway",
         "gateway",
         "[green]ok[/]" if gateway.backend_reachable and gateway.model_available else "[red]down[/]",
-        worker_pb2.BackendKind.Name(gateway.backend).removeprefix("BACKEND_KIND_").lower(),
+        enum_name(worker_pb2.BackendKind, gateway.backend, "BACKEND_KIND_"),
         _model(gateway),
         _memory(gateway),
         str(gateway.generations_in_flight),
@@ -49,14 +50,14 @@ def render(status: gateway_pb2.ClusterStatus) -> Table:
         gateway.error,
     )
     for worker in status.workers:
-        state = gateway_pb2.WorkerState.Name(worker.state).removeprefix("WORKER_STATE_").lower()
+        state = enum_name(gateway_pb2.WorkerState, worker.state, "WORKER_STATE_")
         colour = "green" if worker.state == gateway_pb2.WORKER_STATE_SERVING else "red"
         node = worker.node
         table.add_row(
             worker.address,
             "worker",
             f"[{colour}]{state}[/]",
-            worker_pb2.BackendKind.Name(node.backend).removeprefix("BACKEND_KIND_").lower()
+            enum_name(worker_pb2.BackendKind, node.backend, "BACKEND_KIND_")
             if worker.HasField("node") else "-",
             _model(node) if worker.HasField("node") else "-",
             _memory(node) if worker.HasField("node") else "-",
