@@ -18,7 +18,7 @@ import grpc
 import pytest
 import pytest_asyncio
 
-from tandem.v1 import gateway_pb2
+from tandem.v1 import common_pb2, gateway_pb2
 from tandem_gateway.server import RunningGateway, running_gateway
 from tandem_worker.server import RunningWorker, running_worker
 from tests.conftest import (
@@ -238,11 +238,18 @@ async def test_a_silent_connection_is_closed(nodes: Nodes) -> None:
 async def test_many_streams_never_read_are_capped_and_released(nodes: Nodes) -> None:
     """One client opens more Route streams than it may and reads nothing past the first
     message (the decision, or the refusal): far more than any buffer is left unread."""
-    nodes.worker_ollama.reply = " ".join(["y" * 999] * 20_000)  # about 20 MB per answer
+    words = 50_000  # about 50 MB per answer; the buffers between here and Ollama hold ~12 MB
+    nodes.worker_ollama.reply = " ".join(["y" * 999] * words)
+    nodes.worker_ollama.backpressured.clear()
     try:
         channel = grpc.aio.insecure_channel(nodes.gateway.address)
         stub = gateway_stub(channel)
-        request = gateway_pb2.RouteRequest(messages=[user("Write a long essay")])
+        # max_tokens set, or the gateway's default for the task's difficulty (1024
+        # tokens, about 1 MB here) would cut every answer to a size buffers absorb.
+        request = gateway_pb2.RouteRequest(
+            messages=[user("Write a long essay")],
+            options=common_pb2.GenerationOptions(max_tokens=words),
+        )
         calls = [
             stub.Route(request, timeout=GUARD_S * 2, metadata=nodes.attacker.metadata)
             for _ in range(40)
@@ -265,10 +272,16 @@ async def test_many_streams_never_read_are_capped_and_released(nodes: Nodes) -> 
         await nodes.worker.admission.wait_until(
             lambda a: a.running == 1 and a.queued == limit - 1, GUARD_S
         )
+        stalled = await asyncio.to_thread(nodes.worker_ollama.backpressured.wait, GUARD_S)
+        assert stalled, "the unread stream never pushed back on Ollama"
         # While the attacker sits on its streams, the gateway and worker still answer probes.
         assert await health_status(nodes.gateway.address, GATEWAY_SERVICE) == SERVING
         assert await health_status(nodes.worker.address, WORKER_SERVICE) == SERVING
-        await channel.close()  # the attacker goes away: every stream is cancelled
+        # The attacker goes away. grpc.aio's channel.close() only cancels calls some task
+        # is awaiting, so cancel each one, as closing its connection would.
+        for call in calls:
+            call.cancel()
+        await channel.close()
         await nothing_left_running(nodes.gateway, nodes.worker, nodes.worker_ollama)
     finally:
         nodes.worker_ollama.reply = FakeOllama.reply
