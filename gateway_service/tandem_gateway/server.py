@@ -13,6 +13,7 @@ from prometheus_client.core import GaugeMetricFamily
 from tandem.metrics import GaugeCollector, MetricsServer, StreamMetrics, StreamMetricsInterceptor, start_metrics
 from tandem.monitor import BackendMonitor
 from tandem.security.client import worker_channels
+from tandem.security.limits import ClientLimiter
 from tandem.security.server import ServerSecurity
 from tandem.serving import RunningServer, start_server
 from tandem.settings import GatewaySettings
@@ -35,6 +36,7 @@ class RunningGateway:
     guard: Guard
     metrics: MetricsServer | None = None
     service: GatewayService | None = None
+    limiter: ClientLimiter | None = None
 
     @property
     def address(self) -> str:
@@ -101,7 +103,7 @@ async def running_gateway(settings: GatewaySettings) -> AsyncIterator[RunningGat
         server.address, backend.kind, backend.model, ", ".join(settings.workers),
     )
     try:
-        yield RunningGateway(server, cluster, guard, metrics_server, service)
+        yield RunningGateway(server, cluster, guard, metrics_server, service, security.gate.limiter)
     finally:
         await server.stop(service.routes)
         await cluster.close()

@@ -12,6 +12,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from tandem.changes import ChangeSignal
+
 # Idle clients (bucket full, nothing open) are forgotten past this many entries.
 _PRUNE_ABOVE = 4096
 
@@ -47,6 +49,8 @@ class ClientLimiter:
 
     limits: ClientLimits
     _clients: dict[str, _Client] = field(default_factory=dict)
+    # Notified whenever a call closes, for whoever waits for a place to free up.
+    changes: ChangeSignal = field(default_factory=ChangeSignal)
 
     def _client(self, name: str, now: float) -> _Client:
         state = self._clients.get(name)
@@ -104,6 +108,7 @@ class ClientLimiter:
             yield
         finally:
             state.open_calls -= 1
+            self.changes.notify()
 
     def open_calls(self, name: str) -> int:
         state = self._clients.get(name)
