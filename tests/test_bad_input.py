@@ -106,6 +106,8 @@ async def test_invalid_utf8_on_the_wire_is_invalid_argument(gateway: RunningGate
             await call(raw, timeout=GUARD_S)
         good: Any = await call(_classify_bytes("café".encode()), timeout=GUARD_S)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert _field_of(caught.value) == "messages[0].content"
+    assert "must be UTF-8 (invalid UTF-8 at byte 3)" in (caught.value.details() or "")
     assert good.decision.verdict == gateway_pb2.VERDICT_ALLOW  # the same bytes, valid: fine
     await _still_answers(gateway.address)
 

@@ -31,6 +31,7 @@ from urllib.parse import unquote
 import grpc
 from google.protobuf.message import DecodeError
 
+from tandem.conversions import first_invalid_utf8_field
 from tandem.metadata import request_id_of
 from tandem.security.limits import ClientLimiter, LimitExceeded
 from tandem.security.redact import redact
@@ -84,18 +85,24 @@ class _Undecodable:
 
     type_name: str
     error: str
+    field: str = "request"
 
 
 def _tolerant(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
     """``deserialize`` that returns _Undecodable instead of raising, so garbage gets
-    INVALID_ARGUMENT rather than grpc's UNKNOWN and an ERROR traceback per call."""
-    type_name = getattr(getattr(deserialize, "__self__", None), "DESCRIPTOR", None)
-    name = type_name.full_name if type_name is not None else "request message"
+    INVALID_ARGUMENT rather than grpc's UNKNOWN and an ERROR traceback per call.
+    A string field that is not UTF-8 (which protobuf refuses as a whole) is named."""
+    descriptor = getattr(getattr(deserialize, "__self__", None), "DESCRIPTOR", None)
+    name = descriptor.full_name if descriptor is not None else "request message"
 
     def parse(data: bytes) -> Any:
         try:
             return deserialize(data)
         except DecodeError as exc:
+            where = first_invalid_utf8_field(descriptor, data) if descriptor is not None else None
+            if where is not None:
+                field, _, detail = where.partition(" (")
+                return _Undecodable(name, f"a string field must be UTF-8 ({detail}", field)
             return _Undecodable(name, str(exc) or "cannot be parsed")
 
     return parse
@@ -230,7 +237,9 @@ class CallGate(grpc.aio.ServerInterceptor):
         if isinstance(request, _Undecodable):
             await abort(
                 context,
-                invalid_argument("request", f"not a valid {request.type_name}: {request.error}"),
+                invalid_argument(
+                    request.field, f"not a valid {request.type_name}: {request.error}"
+                ),
             )
         messages = getattr(request, "messages", None)
         if messages is None:
