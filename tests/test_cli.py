@@ -139,6 +139,15 @@ async def test_health_and_status_commands(gateway: RunningGateway, worker: Runni
     assert status.returncode == 0, status.stderr
     assert worker.address in status.stdout and "serving" in status.stdout
     assert "llama3.1:8b" in status.stdout and "qwen3-coder-next" in status.stdout
+    assert "GiB free" in status.stdout  # the nodes' memory, as each reports it
+
+
+async def test_status_reports_an_unreachable_gateway(unused_tcp_port: int) -> None:
+    import asyncio
+
+    result = await asyncio.to_thread(_tandem, "status", "--gateway", f"127.0.0.1:{unused_tcp_port}")
+    assert result.returncode == 1
+    assert "cannot reach the gateway" in result.stderr and "UNAVAILABLE" in result.stderr
 
 
 async def test_status_watch_follows_the_stream_until_ctrl_c(gateway: RunningGateway, worker: RunningWorker) -> None:

@@ -1,36 +1,33 @@
-"""``tandem status``: a readable table of the gateway and its workers."""
+"""``tandem status``: a readable table of the gateway and its workers (on tandem.sdk)."""
 
 from __future__ import annotations
 
-import grpc
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from tandem.client import GatewayClient
-from tandem.sdk.channel import ChannelConfig, async_channel
-from tandem.sdk.convert import enum_name
+from tandem.sdk import AsyncTandemClient, TandemError
+from tandem.sdk.models import ClusterStatus, NodeInfo
 from tandem.security.client import ClientSecurity
-from tandem.v1 import gateway_pb2, gateway_pb2_grpc, worker_pb2
 
 _GIB = 1024**3
 
 
-def _memory(node: worker_pb2.NodeStatus) -> str:
-    if not node.HasField("memory") or not node.memory.total_bytes:
+def _memory(node: NodeInfo | None) -> str:
+    if node is None or not node.memory_total_bytes:
         return "-"
-    return f"{node.memory.available_bytes / _GIB:.1f} / {node.memory.total_bytes / _GIB:.1f} GiB free"
+    return f"{node.memory_available_bytes / _GIB:.1f} / {node.memory_total_bytes / _GIB:.1f} GiB free"
 
 
-def _model(node: worker_pb2.NodeStatus) -> str:
-    if not node.model:
+def _model(node: NodeInfo | None) -> str:
+    if node is None or not node.model:
         return "-"
     state = "loaded" if node.model_loaded else ("available" if node.model_available else "MISSING")
     return f"{node.model} ({state})"
 
 
-def render(status: gateway_pb2.ClusterStatus) -> Table:
-    observed = status.observed_at.ToDatetime().strftime("%H:%M:%S")
+def render(status: ClusterStatus) -> Table:
+    observed = status.observed_at.strftime("%H:%M:%S") if status.observed_at else "?"
     table = Table(
         title=f"Tandem cluster — gateway {'READY' if status.ready else 'NOT READY'} at {observed} UTC",
         caption="\n".join(f"[yellow]warning:[/] {w}" for w in status.warnings) or None,
@@ -42,7 +39,7 @@ def render(status: gateway_pb2.ClusterStatus) -> Table:
         gateway.node or "gateway",
         "gateway",
         "[green]ok[/]" if gateway.backend_reachable and gateway.model_available else "[red]down[/]",
-        enum_name(worker_pb2.BackendKind, gateway.backend, "BACKEND_KIND_"),
+        gateway.backend,
         _model(gateway),
         _memory(gateway),
         str(gateway.generations_in_flight),
@@ -50,19 +47,17 @@ def render(status: gateway_pb2.ClusterStatus) -> Table:
         gateway.error,
     )
     for worker in status.workers:
-        state = enum_name(gateway_pb2.WorkerState, worker.state, "WORKER_STATE_")
-        colour = "green" if worker.state == gateway_pb2.WORKER_STATE_SERVING else "red"
+        colour = "green" if worker.state == "serving" else "red"
         node = worker.node
         table.add_row(
             worker.address,
             "worker",
-            f"[{colour}]{state}[/]",
-            enum_name(worker_pb2.BackendKind, node.backend, "BACKEND_KIND_")
-            if worker.HasField("node") else "-",
-            _model(node) if worker.HasField("node") else "-",
-            _memory(node) if worker.HasField("node") else "-",
-            f"{node.generations_in_flight} (+{node.generations_queued} queued)" if worker.HasField("node") else "-",
-            f"{worker.link_rtt.ToMicroseconds() / 1000:.1f} ms" if worker.HasField("link_rtt") else "-",
+            f"[{colour}]{worker.state}[/]",
+            node.backend if node else "-",
+            _model(node),
+            _memory(node),
+            f"{node.generations_in_flight} (+{node.generations_queued} queued)" if node else "-",
+            f"{worker.link_rtt_s * 1000:.1f} ms" if worker.link_rtt_s is not None else "-",
             worker.error,
         )
     return table
@@ -73,28 +68,29 @@ def _console() -> Console:
     return console if console.is_terminal else Console(width=200)  # piped: one line per row
 
 
+def _client(gateway: str, security: ClientSecurity) -> AsyncTandemClient:
+    return AsyncTandemClient(gateway, auth=security.auth_hook(), credentials=security.credentials)
+
+
+def _complain(message: str) -> None:
+    Console(stderr=True).print(message, style="bold red", markup=False, soft_wrap=True)
+
+
 async def watch_status(gateway: str, security: ClientSecurity) -> int:
     """Follow WatchClusterStatus: redraw in place on a terminal, one table per update otherwise."""
     console = _console()
-    request = gateway_pb2.WatchClusterStatusRequest()
     try:
-        async with async_channel(gateway, ChannelConfig(), security.credentials) as channel:
-            stream = gateway_pb2_grpc.GatewayServiceStub(channel).WatchClusterStatus(
-                request, metadata=security.metadata
-            )
+        async with _client(gateway, security) as client:
+            updates = client.watch_cluster_status()
             if console.is_terminal:
                 with Live(console=console, auto_refresh=False) as live:
-                    async for status in stream:
+                    async for status in updates:
                         live.update(render(status), refresh=True)
             else:
-                async for status in stream:
+                async for status in updates:
                     console.print(render(status))
-    except grpc.aio.AioRpcError as exc:
-        Console(stderr=True).print(
-            f"tandem: status stream from {gateway} ended: {exc.code().name}: {exc.details()}",
-            style="bold red",
-            markup=False,
-        )
+    except TandemError as exc:
+        _complain(f"tandem: status stream from {gateway} ended: {exc}")
         return 1
     return 0
 
@@ -102,16 +98,10 @@ async def watch_status(gateway: str, security: ClientSecurity) -> int:
 async def show_status(gateway: str, security: ClientSecurity) -> int:
     console = _console()
     try:
-        async with GatewayClient(
-            gateway, auth=security.auth_hook(), credentials=security.credentials
-        ) as client:
+        async with _client(gateway, security) as client:
             status = await client.cluster_status()
-    except grpc.aio.AioRpcError as exc:
-        Console(stderr=True).print(
-            f"tandem: cannot reach the gateway at {gateway}: {exc.code().name}: {exc.details()}",
-            style="bold red",
-            markup=False,
-        )
+    except TandemError as exc:
+        _complain(f"tandem: cannot reach the gateway at {gateway}: {exc}")
         return 1
     console.print(render(status))
     return 0 if status.ready else 2

@@ -137,6 +137,8 @@ def node_from_proto(node: worker_pb2.NodeStatus) -> NodeInfo:
         generations_queued=node.generations_queued,
         error=node.error,
         version=node.version,
+        memory_total_bytes=node.memory.total_bytes,
+        memory_available_bytes=node.memory.available_bytes,
     )
 
 

@@ -132,6 +132,8 @@ class NodeInfo:
     generations_queued: int
     error: str
     version: str
+    memory_total_bytes: int = 0  # 0: not reported
+    memory_available_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
