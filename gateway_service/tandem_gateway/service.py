@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from grpc_status import rpc_status
@@ -142,18 +143,26 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
         """Decide first; only an allowed request reaches a worker."""
         decision = await self._guard.finish(screening)
         _log_decision(request_id, decision)
-        yield gateway_pb2.RouteResponse(decision=decision.to_proto())
         if decision.refused:
+            yield gateway_pb2.RouteResponse(decision=decision.to_proto())
             yield _refusal(decision, started)
             return
         generate, budget_s = self._worker_call(request, screening, context, started, decision.difficulty)
         events = self._worker_events(generate, context, started, budget_s, request_id)
+        # The worker call starts now, so its request crosses the link while the
+        # decision is being written; no token can overtake the decision.
+        first = asyncio.ensure_future(anext(events, None))
         try:
-            async with contextlib.aclosing(events):
-                async for event in events:
-                    yield event
+            yield gateway_pb2.RouteResponse(decision=decision.to_proto())
+            event = await first
+            while event is not None:
+                yield event
+                event = await anext(events, None)
         except RichStatusError as exc:
             await abort(context, exc.status)
+        finally:
+            await _cancel(first)
+            await events.aclose()
 
     async def _speculative_route(
         self,
@@ -377,9 +386,11 @@ def _refusal(decision: GuardDecision, started: float) -> gateway_pb2.RouteRespon
     )
 
 
-async def _cancel(task: asyncio.Task[None]) -> None:
-    """Cancel a speculative worker call and wait until it has let go of the worker."""
+async def _cancel(task: asyncio.Future[Any]) -> None:
+    """Cancel a worker call's task and wait until it has let go of the worker."""
     if task.done():
+        if not task.cancelled():
+            task.exception()  # seen: its failure no longer has anyone to go to
         return
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
