@@ -79,11 +79,11 @@ class Target(Protocol):
     async def close(self) -> None: ...
 
 
-def _token(record: RequestRecord, counter: TokenCounter) -> None:
+def _token(record: RequestRecord, counter: TokenCounter, tokens: int = 1) -> None:
     if record.first_token is None:
         record.first_token = time.monotonic()
-    record.tokens += 1
-    counter.tokens += 1
+    record.tokens += tokens
+    counter.tokens += tokens
 
 
 @dataclass
@@ -209,7 +209,8 @@ async def _consume(
     try:
         async for response in call:
             if response.HasField("delta"):
-                _token(record, counter)
+                # One message may carry several tokens (merged while the reader was behind).
+                _token(record, counter, response.delta.tokens or 1)
             elif on_decision is not None and response.HasField("decision"):
                 on_decision(response.decision, record)
         record.finished = time.monotonic()

@@ -57,10 +57,17 @@ class RouteResult:
     deltas: list[str] = field(default_factory=list)
     summary: gateway_pb2.RouteSummary | None = None
     order: list[str] = field(default_factory=list)
+    tokens: int = 0  # summed over the deltas (several tokens when the worker merged them)
 
     @property
     def text(self) -> str:
         return "".join(self.deltas)
+
+    @property
+    def shape(self) -> list[str]:
+        """``order`` with each run of deltas shown once: how many messages carried
+        the text depends on whether the reader was behind."""
+        return [kind for i, kind in enumerate(self.order) if i == 0 or kind != self.order[i - 1]]
 
 
 async def route(address: str, request: gateway_pb2.RouteRequest, timeout: float = GUARD_S) -> RouteResult:
@@ -74,6 +81,7 @@ async def route(address: str, request: gateway_pb2.RouteRequest, timeout: float 
                 result.decision = event.decision
             elif kind == "delta":
                 result.deltas.append(event.delta.text)
+                result.tokens += event.delta.tokens
             else:
                 result.summary = event.summary
     return result

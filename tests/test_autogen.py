@@ -90,12 +90,14 @@ async def test_streaming_agent_gets_the_tokens_as_they_arrive(
     gateway: RunningGateway, worker_ollama: FakeOllama
 ) -> None:
     worker_ollama.reply = "def reverse(s): return s[::-1]"
+    worker_ollama.token_delay_s = 0.05  # a model's pace: each token goes out on its own
     client = TandemChatCompletionClient(gateway.address)
     agent = AssistantAgent("coder", model_client=client, model_client_stream=True)
     events = [event async for event in agent.run_stream(task="Reverse a string")]
     await client.close()
     chunks = [e.content for e in events if isinstance(e, ModelClientStreamingChunkEvent)]
-    assert chunks == ["def", " reverse(s):", " return", " s[::-1]"]
+    # Streamed, not one block at the end (tokens that arrive together may share a chunk).
+    assert len(chunks) > 1 and "".join(chunks) == "def reverse(s): return s[::-1]"
     result = events[-1]
     assert isinstance(result, TaskResult)
     assert result.messages[-1].content == "def reverse(s): return s[::-1]"

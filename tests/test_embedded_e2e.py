@@ -62,11 +62,11 @@ async def test_coding_request_streams_through_gateway_and_worker(embedded: Embed
     # On the embedded default the trained classifier decides (the 135M judge is off).
     assert result.decision.tier == gateway_pb2.DECISION_TIER_CLASSIFIER
     assert result.decision.difficulty != gateway_pb2.DIFFICULTY_UNSPECIFIED
-    assert len(result.deltas) >= 2 and result.text.strip()
+    assert result.tokens >= 2 and result.text.strip()
     summary = result.summary
     assert summary.worker == embedded.worker.address
     assert summary.model == "smollm2-135m-instruct"
-    assert summary.usage.completion_tokens == len(result.deltas) <= 32
+    assert summary.usage.completion_tokens == result.tokens <= 32
     assert summary.usage.prompt_tokens > 0
     assert summary.finish_reason in (common_pb2.FINISH_REASON_STOP, common_pb2.FINISH_REASON_LENGTH)
 

@@ -33,8 +33,9 @@ async def test_allowed_request_streams_decision_deltas_summary(
 ) -> None:
     worker_ollama.reply = "Here is the function you asked for."
     result = await route(gateway.address, gateway_pb2.RouteRequest(messages=[user("Reverse a string in Python")]))
-    assert result.order == ["decision"] + ["delta"] * 7 + ["summary"]
+    assert result.shape == ["decision", "delta", "summary"]
     assert result.text == "Here is the function you asked for."
+    assert result.tokens == 7 == result.summary.usage.completion_tokens
     decision = result.decision
     assert decision.verdict == gateway_pb2.VERDICT_ALLOW
     assert decision.tier == gateway_pb2.DECISION_TIER_JUDGE

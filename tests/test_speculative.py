@@ -60,7 +60,7 @@ async def test_allowed_tokens_are_held_until_the_verdict_then_released(
     result = await route(speculative_gateway.address, gateway_pb2.RouteRequest(messages=[user("Sort a list in Go")]))
     # The worker finished its whole answer before the judge said ALLOW, yet the
     # client saw the decision first and then every token.
-    assert result.order == ["decision"] + ["delta"] * 9 + ["summary"]
+    assert result.shape == ["decision", "delta", "summary"] and result.tokens == 9
     assert result.decision.verdict == gateway_pb2.VERDICT_ALLOW
     assert result.decision.tier == gateway_pb2.DECISION_TIER_JUDGE
     assert result.text == worker_ollama.reply

@@ -36,7 +36,10 @@ async def test_generate_streams_each_chunk_then_a_summary(
     worker_ollama.reply = "def reverse(s): return s[::-1]"
     events = await generate(worker.address, worker_pb2.GenerateRequest(messages=[user("reverse a string")]))
     kinds = [e.WhichOneof("event") for e in events]
-    assert kinds == ["delta"] * 4 + ["summary"]
+    # Ollama sent its 4 chunks at once: however many messages carried them, they
+    # count 4 tokens and come before the summary.
+    assert set(kinds[:-1]) == {"delta"} and kinds[-1] == "summary"
+    assert sum(e.delta.tokens for e in events[:-1]) == 4
     assert "".join(e.delta.text for e in events[:-1]) == "def reverse(s): return s[::-1]"
     summary = events[-1].summary
     assert summary.finish_reason == common_pb2.FINISH_REASON_STOP
@@ -46,6 +49,28 @@ async def test_generate_streams_each_chunk_then_a_summary(
     assert summary.timings.eval.ToNanoseconds() == 4_000_000
     assert summary.model == WORKER_MODEL
     assert summary.node == "worker"
+
+
+async def test_each_token_goes_out_as_ollama_produces_it(
+    worker: RunningWorker, worker_ollama: FakeOllama
+) -> None:
+    worker_ollama.reply = "one two three four five six"
+    worker_ollama.token_delay_s = 0.05
+    async with grpc.aio.insecure_channel(worker.address) as channel:
+        call = worker_stub(channel).Generate(
+            worker_pb2.GenerateRequest(messages=[user("count")]), timeout=GUARD_S
+        )
+        first = await call.read()
+        # The first token arrived while Ollama was still generating: nothing is
+        # held back to fill a batch when the reader keeps up.
+        assert not worker_ollama.stream_finished.is_set()
+        assert first.delta.text == "one" and first.delta.tokens == 1
+        rest = []
+        while (response := await call.read()) is not grpc.aio.EOF:
+            rest.append(response)
+    texts = [first.delta.text] + [r.delta.text for r in rest if r.HasField("delta")]
+    assert "".join(texts) == worker_ollama.reply
+    assert rest[-1].summary.usage.completion_tokens == 6
 
 
 async def test_options_reach_ollama_with_fixed_context_and_keep_alive(
@@ -68,7 +93,7 @@ async def test_options_reach_ollama_with_fixed_context_and_keep_alive(
     assert body["options"]["num_ctx"] == 2048
     assert body["messages"] == [{"role": "user", "content": "hi"}]
     assert events[-1].summary.finish_reason == common_pb2.FINISH_REASON_LENGTH
-    assert len(events) == 4
+    assert sum(e.delta.tokens for e in events[:-1]) == 3
 
 
 async def test_worker_prewarms_model_and_reports_residency(

@@ -29,6 +29,7 @@ from tandem.status import (
 )
 from tandem.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 from tandem_worker.admission import Admission, AdmissionRejected
+from tandem_worker.coalesce import coalesced
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         try:
             with node.calls.track():
                 async with asyncio.timeout(budget), self._admission.slot():
-                    events = relay.run(turns, options)
+                    events = coalesced(relay.run(turns, options))
                     async with contextlib.aclosing(events):
                         async for response in events:
                             yield response
@@ -122,7 +123,7 @@ class _Relay:
                         if isinstance(event, Delta):
                             if self.first_token_at is None:
                                 self.first_token_at = time.monotonic()
-                            yield worker_pb2.GenerateResponse(delta=common_pb2.TextDelta(text=event.text))
+                            yield worker_pb2.GenerateResponse(delta=common_pb2.TextDelta(text=event.text, tokens=1))
                         elif isinstance(event, Done):
                             self._node.note_generation_succeeded()
                             yield worker_pb2.GenerateResponse(summary=self._summary(event))

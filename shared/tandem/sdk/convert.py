@@ -118,7 +118,7 @@ def event_from_proto(response: gateway_pb2.RouteResponse) -> RouteEvent | None:
     if kind == "decision":
         return decision_from_proto(response.decision)
     if kind == "delta":
-        return Text(response.delta.text)
+        return Text(response.delta.text, response.delta.tokens or 1)
     if kind == "summary":
         return summary_from_proto(response.summary)
     return None

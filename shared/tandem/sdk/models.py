@@ -60,9 +60,11 @@ class Decision:
 
 @dataclass(frozen=True, slots=True)
 class Text:
-    """A piece of the answer, as the worker's model produced it."""
+    """A piece of the answer, as the worker's model produced it: one token, or
+    several when they queued up while the reader was behind."""
 
     text: str
+    tokens: int = 1
 
 
 @dataclass(frozen=True, slots=True)
