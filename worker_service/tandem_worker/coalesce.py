@@ -1,12 +1,14 @@
 """Merge the deltas that pile up while the reader is behind into one message.
 
-The model's tokens are read ahead by a pump task, up to a bound, while the
-gRPC stream sends. A reader that keeps up gets every token as its own message,
-as soon as it arrives; one that falls behind (a busy relay, a slow link) gets
-everything that queued up meanwhile as one message, instead of paying the
-per-message cost once per token and falling further behind. The bound keeps
-flow control intact: a reader that stops reading stops the pump, and so the
-model's HTTP stream, after ``max_pending_chars``.
+While the reader keeps up, each response is read and sent by the same task,
+one message per token, with nothing in between. When sending one message
+takes longer than ``behind_after_s`` (a busy relay, a slow link, a client
+that stopped reading), a read-ahead task starts pulling the model's stream
+into a bounded buffer, and from then on each send takes everything that piled
+up meanwhile as one message, instead of paying the per-message cost once per
+token and falling further behind. The bound keeps flow control intact: a
+reader that stops reading stops the read-ahead, and so the model's stream,
+after ``max_pending_chars``.
 """
 
 from __future__ import annotations
@@ -17,91 +19,116 @@ from collections.abc import AsyncGenerator, AsyncIterator
 
 from tandem.v1 import common_pb2, worker_pb2
 
+DEFAULT_BEHIND_AFTER_S = 0.002
 DEFAULT_MAX_PENDING_CHARS = 64 * 1024
 
+Responses = AsyncIterator[worker_pb2.GenerateResponse]
 
-class _Pending:
-    """Text read ahead and not yet sent, then what follows it (the summary)."""
 
-    def __init__(self, max_chars: int) -> None:
-        self.deltas: list[worker_pb2.GenerateResponse] = []
-        self.chars = 0
-        self.tail: list[worker_pb2.GenerateResponse] = []
-        self.failure: BaseException | None = None
-        self.finished = False
-        self.max_chars = max_chars
-        self.arrived = asyncio.Event()
-        self.room = asyncio.Event()
-        self.room.set()
+class _ReadAhead:
+    """Pulls ``source`` in a task of its own into a bounded buffer."""
 
-    def add(self, response: worker_pb2.GenerateResponse) -> None:
-        if response.HasField("delta") and not self.tail:
-            self.deltas.append(response)
-            self.chars += len(response.delta.text)
-            if self.chars >= self.max_chars:
-                self.room.clear()
-        else:
-            self.tail.append(response)
-        self.arrived.set()
+    def __init__(self, source: Responses, max_chars: int) -> None:
+        self._source = source
+        self._deltas: list[worker_pb2.GenerateResponse] = []
+        self._chars = 0
+        self._tail: list[worker_pb2.GenerateResponse] = []
+        self._failure: Exception | None = None
+        self._finished = False
+        self._max_chars = max_chars
+        self._arrived = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._task = asyncio.create_task(self._pump(), name="coalesce-read-ahead")
 
-    def take(self) -> list[worker_pb2.GenerateResponse]:
-        """Everything waiting: the deltas merged into one, then the rest, in order."""
+    async def _pump(self) -> None:
+        try:
+            async for response in self._source:
+                await self._room.wait()
+                if response.HasField("delta") and not self._tail:
+                    self._deltas.append(response)
+                    self._chars += len(response.delta.text)
+                    if self._chars >= self._max_chars:
+                        self._room.clear()
+                else:
+                    self._tail.append(response)
+                self._arrived.set()
+        except Exception as exc:  # the reader gets it after the text read before it
+            self._failure = exc
+        finally:
+            self._finished = True
+            self._arrived.set()
+
+    async def take(self) -> list[worker_pb2.GenerateResponse]:
+        """What piled up (the deltas merged into one, then the rest); waits for
+        something if nothing did. [] at the end; raises the source's failure."""
+        await self._arrived.wait()
+        self._arrived.clear()
         taken: list[worker_pb2.GenerateResponse] = []
-        if len(self.deltas) == 1:
-            taken.append(self.deltas[0])
-        elif self.deltas:
+        if len(self._deltas) == 1:
+            taken.append(self._deltas[0])
+        elif self._deltas:
             merged = common_pb2.TextDelta(
-                text="".join(r.delta.text for r in self.deltas),
-                tokens=sum(r.delta.tokens or 1 for r in self.deltas),
+                text="".join(r.delta.text for r in self._deltas),
+                tokens=sum(r.delta.tokens or 1 for r in self._deltas),
             )
             taken.append(worker_pb2.GenerateResponse(delta=merged))
-        if self.deltas:
-            self.deltas, self.chars = [], 0
-            self.room.set()
-        taken.extend(self.tail)
-        self.tail = []
-        self.arrived.clear()
+        self._deltas, self._chars = [], 0
+        self._room.set()
+        taken.extend(self._tail)
+        self._tail = []
+        if self._finished:
+            self._arrived.set()  # the next take() reports the end at once
+            if not taken and self._failure is not None:
+                raise self._failure
         return taken
+
+    async def close(self) -> None:
+        if not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
 
 async def coalesced(
-    responses: AsyncIterator[worker_pb2.GenerateResponse],
+    source: Responses,
+    *,
+    behind_after_s: float = DEFAULT_BEHIND_AFTER_S,
     max_pending_chars: int = DEFAULT_MAX_PENDING_CHARS,
 ) -> AsyncGenerator[worker_pb2.GenerateResponse, None]:
-    """``responses`` with consecutive deltas merged whenever they queued up.
+    """``source``, with the deltas that queued up while the reader was behind merged.
 
-    A failure of ``responses`` is raised after the text read before it has
-    been yielded. Closing this generator cancels the pump, which closes
-    ``responses`` (and so the model's stream).
+    A failure of ``source`` is raised after the text read before it. Closing
+    this generator closes ``source`` (and so the model's stream).
     """
-    pending = _Pending(max_pending_chars)
+    loop = asyncio.get_running_loop()
+    ahead: _ReadAhead | None = None
 
-    async def pump() -> None:
-        try:
-            async for response in responses:
-                await pending.room.wait()
-                pending.add(response)
-        except Exception as exc:  # handed to the reader, after the text before it
-            pending.failure = exc
-        finally:
-            pending.finished = True
-            pending.arrived.set()
-            with contextlib.suppress(Exception):
-                await responses.aclose()  # type: ignore[attr-defined]
+    def fell_behind() -> None:
+        nonlocal ahead
+        if ahead is None:
+            ahead = _ReadAhead(source, max_pending_chars)
 
-    task = asyncio.create_task(pump(), name="coalesce-pump")
     try:
         while True:
-            await pending.arrived.wait()
-            done = pending.finished
-            for response in pending.take():
-                yield response
-            if done:
-                if pending.failure is not None:
-                    raise pending.failure
-                return
+            if ahead is None:
+                try:
+                    batch = [await anext(source)]  # keeping up: read it here, no hand-over
+                except StopAsyncIteration:
+                    return
+            else:
+                batch = await ahead.take()
+                if not batch:
+                    return
+            for response in batch:
+                timer = loop.call_later(behind_after_s, fell_behind) if ahead is None else None
+                try:
+                    yield response
+                finally:
+                    if timer is not None:
+                        timer.cancel()
     finally:
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if ahead is not None:
+            await ahead.close()
+        with contextlib.suppress(Exception):
+            await source.aclose()  # type: ignore[attr-defined]
