@@ -12,8 +12,8 @@ import pytest
 
 from tandem.v1 import common_pb2, gateway_pb2
 from tandem_gateway.server import running_gateway
-from tandem_worker.server import RunningWorker
-from tests.conftest import gateway_settings
+from tandem_worker.server import RunningWorker, running_worker
+from tests.conftest import gateway_settings, worker_settings
 from tests.fake_ollama import FakeOllama
 from tests.helpers import GATEWAY_SERVICE, GUARD_S, gateway_stub, route, user, wait_for_health
 
@@ -176,6 +176,31 @@ async def test_secrets_can_be_refused_instead(
     assert "private key" in result.decision.reason and "MIIE" not in result.decision.reason
     assert result.summary.finish_reason == common_pb2.FINISH_REASON_REFUSED
     assert gateway_ollama.generation_requests() == [] and worker_ollama.generation_requests() == []
+
+
+async def test_easier_tasks_wait_less_in_the_worker_queue(
+    gateway_ollama: FakeOllama, worker_ollama: FakeOllama
+) -> None:
+    """Difficulty sets the worker-queue priority: with the one slot busy, a 'low'
+    task sent after a 'high' one is served first (the defaults: short tasks first)."""
+    one_slot = worker_settings(worker_ollama.url, max_concurrent_generations=1, max_queued_generations=4)
+    async with running_worker(one_slot) as worker, _gateway(gateway_ollama, worker) as gateway:
+        await wait_for_health(gateway.address, GATEWAY_SERVICE)
+        worker_ollama.fail_mode = "stall_before_first_token"
+        async with grpc.aio.insecure_channel(gateway.address) as channel:
+            stub = gateway_stub(channel)
+            holding = stub.Route(gateway_pb2.RouteRequest(messages=[user("Hold the slot")]), timeout=GUARD_S)
+            assert await asyncio.to_thread(worker_ollama.stream_started.wait, GUARD_S)
+            worker_ollama.fail_mode = None
+            high = stub.Route(gateway_pb2.RouteRequest(messages=[user("JUDGE-SAYS-HIGH build a compiler")]), timeout=GUARD_S)
+            await worker.admission.wait_until(lambda a: a.queued == 1, GUARD_S)
+            low = stub.Route(gateway_pb2.RouteRequest(messages=[user("Reverse a string")]), timeout=GUARD_S)
+            await worker.admission.wait_until(lambda a: a.queued == 2, GUARD_S)
+            holding.cancel()
+            for call in (high, low):
+                assert [e async for e in call][-1].HasField("summary")
+    order = [r["messages"][-1]["content"] for r in worker_ollama.generation_requests()]
+    assert order == ["Hold the slot", "Reverse a string", "JUDGE-SAYS-HIGH build a compiler"]
 
 
 async def test_difficulty_sets_max_tokens_unless_the_client_did(

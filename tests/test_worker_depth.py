@@ -104,6 +104,48 @@ async def test_full_queue_is_rejected_at_once_and_the_queue_drains(
     assert events[-1] == "summary"
 
 
+async def _read_all(call: grpc.aio.UnaryStreamCall) -> list[worker_pb2.GenerateResponse]:
+    return [response async for response in call]
+
+
+@pytest.mark.parametrize(
+    "max_bypass,served",
+    [
+        (8, ["urgent", "also urgent", "patient"]),  # priority first
+        (1, ["urgent", "patient", "also urgent"]),  # overtaken once: it goes next
+        (0, ["patient", "urgent", "also urgent"]),  # first come, first served
+    ],
+)
+async def test_waiting_generations_go_by_priority_and_none_is_starved(
+    worker_ollama: FakeOllama, max_bypass: int, served: list[str]
+) -> None:
+    settings = worker_settings(
+        worker_ollama.url,
+        max_concurrent_generations=1,
+        max_queued_generations=8,
+        max_queue_bypass=max_bypass,
+    )
+    async with running_worker(settings) as running, grpc.aio.insecure_channel(running.address) as channel:
+        await wait_for_health(running.address, WORKER_SERVICE)
+        stub = worker_stub(channel)
+        worker_ollama.fail_mode = "stall_before_first_token"
+        holding = stub.Generate(HI, timeout=GUARD_S)
+        assert await _in_thread(worker_ollama.stream_started)  # the one slot is taken
+        worker_ollama.fail_mode = None
+        waiting = []
+        for queued, (text, priority) in enumerate(
+            [("patient", 0), ("urgent", 5), ("also urgent", 5)], start=1
+        ):
+            request = worker_pb2.GenerateRequest(messages=[user(text)], priority=priority)
+            waiting.append(stub.Generate(request, timeout=GUARD_S))
+            await running.admission.wait_until(lambda a, n=queued: a.queued == n, GUARD_S)
+        holding.cancel()  # the slot frees: the queue drains one by one
+        answers = await asyncio.gather(*(_read_all(call) for call in waiting))
+    assert all(events[-1].HasField("summary") for events in answers)
+    order = [r["messages"][-1]["content"] for r in worker_ollama.generation_requests()]
+    assert order == ["hi", *served]
+
+
 async def test_deadline_passing_in_the_queue_is_deadline_exceeded(
     small_worker: RunningWorker, worker_ollama: FakeOllama
 ) -> None:

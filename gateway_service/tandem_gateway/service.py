@@ -41,6 +41,7 @@ class DifficultyDefaults:
 
     max_tokens: int
     deadline_s: float
+    priority: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,9 +57,15 @@ class RoutingPolicy:
         return cls(
             speculative=settings.speculative_dispatch,
             defaults={
-                "low": DifficultyDefaults(settings.low_max_tokens, settings.low_deadline_s),
-                "medium": DifficultyDefaults(settings.medium_max_tokens, settings.medium_deadline_s),
-                "high": DifficultyDefaults(settings.high_max_tokens, settings.high_deadline_s),
+                "low": DifficultyDefaults(
+                    settings.low_max_tokens, settings.low_deadline_s, settings.low_priority
+                ),
+                "medium": DifficultyDefaults(
+                    settings.medium_max_tokens, settings.medium_deadline_s, settings.medium_priority
+                ),
+                "high": DifficultyDefaults(
+                    settings.high_max_tokens, settings.high_deadline_s, settings.high_priority
+                ),
             },
             max_tool_nesting=settings.max_tool_nesting,
         )
@@ -226,7 +233,8 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
         if defaults is not None and not options.HasField("max_tokens"):
             options.max_tokens = defaults.max_tokens
         budget_s = self._remaining(context, started, defaults.deadline_s if defaults else None)
-        return worker_pb2.GenerateRequest(messages=messages, options=options), budget_s
+        priority = defaults.priority if defaults else 0
+        return worker_pb2.GenerateRequest(messages=messages, options=options, priority=priority), budget_s
 
     async def _worker_events(
         self,

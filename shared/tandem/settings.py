@@ -252,6 +252,12 @@ class WorkerSettings(ServerSecuritySettings, BackendSettings):
         description="Generations that may wait for a slot; past that, calls fail at once with "
         "RESOURCE_EXHAUSTED and retry advice.",
     )
+    max_queue_bypass: int = Field(
+        default=8,
+        ge=0,
+        description="How many later, higher-priority calls may overtake a waiting generation "
+        "before it goes next whatever its priority (0: first come, first served).",
+    )
 
     # Every call a worker serves comes from its gateway, one client: its per-client
     # limits must carry all of the gateway's traffic.
@@ -414,6 +420,14 @@ class GatewaySettings(ServerSecuritySettings, BackendSettings):
     high_deadline_s: float = Field(
         default=900.0, gt=0, description="Deadline of a 'high' task when the client set none, in seconds."
     )
+    low_priority: int = Field(
+        default=2,
+        description="Queue priority of a 'low' task on the worker (higher waits less). The "
+        "defaults serve short tasks first; the worker's --max-queue-bypass bounds the wait "
+        "of the others.",
+    )
+    medium_priority: int = Field(default=1, description="Queue priority of a 'medium' task on the worker.")
+    high_priority: int = Field(default=0, description="Queue priority of a 'high' task on the worker.")
 
     worker_token_file: FilePath | None = Field(
         default=None,

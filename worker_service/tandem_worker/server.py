@@ -48,7 +48,11 @@ async def running_worker(settings: WorkerSettings) -> AsyncIterator[RunningWorke
         liveness_interval_s=settings.liveness_interval_s,
         liveness_timeout_s=settings.idle_timeout_s,
     )
-    admission = Admission(settings.max_concurrent_generations, settings.max_queued_generations)
+    admission = Admission(
+        settings.max_concurrent_generations,
+        settings.max_queued_generations,
+        settings.max_queue_bypass,
+    )
     service = WorkerService(
         monitor,
         admission,

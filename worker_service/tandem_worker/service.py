@@ -69,7 +69,7 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         relay = _Relay(node, started)
         try:
             with node.calls.track():
-                async with asyncio.timeout(budget), self._admission.slot():
+                async with asyncio.timeout(budget), self._admission.slot(request.priority):
                     events = coalesced(relay.run(turns, options))
                     async with contextlib.aclosing(events):
                         async for response in events:
