@@ -36,10 +36,8 @@ async def test_generate_streams_each_chunk_then_a_summary(
     worker_ollama.reply = "def reverse(s): return s[::-1]"
     events = await generate(worker.address, worker_pb2.GenerateRequest(messages=[user("reverse a string")]))
     kinds = [e.WhichOneof("event") for e in events]
-    # Ollama sent its 4 chunks at once: however many messages carried them, they
-    # count 4 tokens and come before the summary.
-    assert set(kinds[:-1]) == {"delta"} and kinds[-1] == "summary"
-    assert sum(e.delta.tokens for e in events[:-1]) == 4
+    assert kinds == ["delta"] * 4 + ["summary"]  # one message per chunk (no --coalesce-after-ms)
+    assert [e.delta.tokens for e in events[:-1]] == [1, 1, 1, 1]
     assert "".join(e.delta.text for e in events[:-1]) == "def reverse(s): return s[::-1]"
     summary = events[-1].summary
     assert summary.finish_reason == common_pb2.FINISH_REASON_STOP
@@ -51,12 +49,16 @@ async def test_generate_streams_each_chunk_then_a_summary(
     assert summary.node == "worker"
 
 
+@pytest.mark.parametrize("coalesce_after_ms", [0.0, 2.0])
 async def test_each_token_goes_out_as_ollama_produces_it(
-    worker: RunningWorker, worker_ollama: FakeOllama
+    worker_ollama: FakeOllama, coalesce_after_ms: float
 ) -> None:
+    """With or without merging, a reader that keeps up is never made to wait for a batch."""
     worker_ollama.reply = "one two three four five six"
     worker_ollama.token_delay_s = 0.05
-    async with grpc.aio.insecure_channel(worker.address) as channel:
+    settings = worker_settings(worker_ollama.url, coalesce_after_ms=coalesce_after_ms)
+    async with running_worker(settings) as worker, grpc.aio.insecure_channel(worker.address) as channel:
+        await wait_for_health(worker.address, WORKER_SERVICE)
         call = worker_stub(channel).Generate(
             worker_pb2.GenerateRequest(messages=[user("count")]), timeout=GUARD_S
         )

@@ -1,4 +1,5 @@
-"""Merge the deltas that pile up while the reader is behind into one message.
+"""Merge the deltas that pile up while the reader is behind into one message
+(the worker's --coalesce-after-ms; off by default).
 
 While the reader keeps up, each response is read and sent by the same task,
 one message per token, with nothing in between. When sending one message

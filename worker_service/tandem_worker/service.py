@@ -46,11 +46,13 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         *,
         max_prompt_chars: int,
         max_generation_s: float,
+        coalesce_after_s: float = 0.0,
     ) -> None:
         self._node = node
         self._admission = admission
         self._max_prompt_chars = max_prompt_chars
         self._max_generation_s = max_generation_s
+        self._coalesce_after_s = coalesce_after_s
 
     async def Generate(
         self, request: worker_pb2.GenerateRequest, context: grpc.aio.ServicerContext
@@ -70,7 +72,9 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         try:
             with node.calls.track():
                 async with asyncio.timeout(budget), self._admission.slot(request.priority):
-                    events = coalesced(relay.run(turns, options))
+                    events = relay.run(turns, options)
+                    if self._coalesce_after_s > 0:
+                        events = coalesced(events, behind_after_s=self._coalesce_after_s)
                     async with contextlib.aclosing(events):
                         async for response in events:
                             yield response
