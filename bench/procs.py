@@ -19,6 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,19 +107,31 @@ class Service:
             self.proc.wait(timeout=10)
 
 
-def wait_http(service: Service, url: str, timeout_s: float) -> None:
-    """Until ``url`` answers 200 (the stand-in, LiteLLM)."""
+def wait_ready(service: Service, ready: Callable[[], bool], what: str, timeout_s: float,
+               poll_s: float = _POLL_S) -> None:
+    """Poll ``ready()`` (another process: nothing to wait on) until it holds; ServiceFailed
+    if the service died or ``timeout_s`` passed first, with the end of its log."""
     deadline = time.monotonic() + timeout_s
     while True:
         service.check_alive()
+        if ready():
+            return
+        if time.monotonic() > deadline:
+            raise ServiceFailed(f"{service.name}: {what} after {timeout_s:.0f}s\n"
+                                f"{service.log_tail()}")
+        time.sleep(poll_s)
+
+
+def wait_http(service: Service, url: str, timeout_s: float) -> None:
+    """Until ``url`` answers 200 (the stand-in, LiteLLM)."""
+
+    def answers() -> bool:
         with contextlib.suppress(OSError, urllib.error.URLError), \
                 urllib.request.urlopen(url, timeout=2.0) as response:  # noqa: S310 - loopback
-            if response.status == 200:
-                return
-        if time.monotonic() > deadline:
-            raise ServiceFailed(f"{service.name}: {url} not ready after {timeout_s:.0f}s\n"
-                                f"{service.log_tail()}")
-        time.sleep(_POLL_S)
+            return response.status == 200
+        return False
+
+    wait_ready(service, answers, f"{url} not ready", timeout_s)
 
 
 def get_json(url: str) -> Any:

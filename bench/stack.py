@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.procs import Service, ServiceFailed, free_port, wait_http
+from bench.procs import Service, ServiceFailed, free_port, wait_http, wait_ready
 
 WORKER_MODEL = "qwen3-coder-next"
 JUDGE_MODEL = "llama3.1:8b"
@@ -169,20 +168,16 @@ class Stack:
 
     def _wait_serving(self, service: Service, address: str, health: str, timeout_s: float) -> None:
         """Until ``tandem health`` (grpc.health.v1 Check) says SERVING."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            service.check_alive()
+
+        def serving() -> bool:
             done = subprocess.run(  # noqa: S603 - our own binary
                 [self.tools.tandem_bin, "health", "--address", address, "--service", health,
                  "--timeout-s", "2"],
                 capture_output=True, timeout=60, check=False,
             )
-            if done.returncode == 0:
-                return
-            if time.monotonic() > deadline:
-                raise ServiceFailed(f"{service.name}: {health} not SERVING after "
-                                    f"{timeout_s:.0f}s\n{service.log_tail()}")
-            time.sleep(_HEALTH_POLL_S)
+            return done.returncode == 0
+
+        wait_ready(service, serving, f"{health} not SERVING", timeout_s, _HEALTH_POLL_S)
 
     def stop(self, running: Running) -> None:
         running.service.stop()
