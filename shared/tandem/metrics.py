@@ -57,13 +57,18 @@ class StreamMetrics:
                                        ["tier"], buckets=_LATENCY_BUCKETS, registry=registry),
         )
 
-    def observe(self, method: str, response: Any, started: float, first_token: bool) -> None:
-        if response.HasField("delta") and first_token:
-            self.time_to_first_token.labels(method).observe(time.monotonic() - started)
-        elif response.HasField("summary"):
+    def observe(self, method: str, response: Any, started: float, first_token: bool) -> bool:
+        """Record what one Route/Generate response tells; True when it carried text."""
+        kind = response.WhichOneof("event")
+        if kind == "delta":
+            if first_token:
+                self.time_to_first_token.labels(method).observe(time.monotonic() - started)
+            return True
+        if kind == "summary":
             self.tokens.labels(method).inc(response.summary.usage.completion_tokens)
-        elif isinstance(response, gateway_pb2.RouteResponse) and response.HasField("decision"):
+        elif kind == "decision":
             self.decision(response.decision)
+        return False
 
     def decision(self, decision: gateway_pb2.Decision) -> None:
         tier = enum_name(gateway_pb2.DecisionTier, decision.tier, "DECISION_TIER_")
@@ -100,8 +105,7 @@ class StreamMetricsInterceptor(grpc.aio.ServerInterceptor):
             code = "OK"
             try:
                 async for response in inner(request, context):
-                    metrics.observe(method, response, started, first_token)
-                    if response.HasField("delta"):
+                    if metrics.observe(method, response, started, first_token):
                         first_token = False
                     yield response
             except BaseException:
