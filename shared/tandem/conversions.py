@@ -9,10 +9,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from google.protobuf import duration_pb2
+from google.protobuf import duration_pb2, json_format, struct_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
-from tandem.backends.base import ChatTurn, Done, RoleName, SamplingOptions
+from tandem.backends.base import ChatTurn, Done, RoleName, SamplingOptions, ToolCall
 from tandem.status import RichStatusError, invalid_argument
 from tandem.v1 import common_pb2
 
@@ -55,7 +55,7 @@ def turns_from_proto(
                     f"{label}; use ROLE_SYSTEM, ROLE_USER, ROLE_ASSISTANT or ROLE_TOOL",
                 )
             )
-        if not message.content.strip():
+        if not message.content.strip() and not (role == "assistant" and message.tool_calls):
             raise RichStatusError(
                 invalid_argument(f"messages[{index}].content", "must not be empty")
             )
@@ -84,7 +84,15 @@ def turns_from_proto(
                         f"tool content nests brackets deeper than the limit of {max_tool_nesting}",
                     )
                 )
-        turns.append(ChatTurn(role=role, content=message.content))
+        turns.append(
+            ChatTurn(
+                role=role,
+                content=message.content,
+                tool_calls=tuple(tool_call_from_proto(call) for call in message.tool_calls),
+                tool_call_id=message.tool_call_id,
+                tool_name=message.tool_name,
+            )
+        )
     if turns[-1].role == "assistant":
         raise RichStatusError(
             invalid_argument(
@@ -192,8 +200,49 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
             raise IndexError("varint too long")
 
 
+def struct_to_dict(value: struct_pb2.Struct) -> dict[str, object]:
+    """A Struct as plain JSON values; whole numbers come back as ints (Struct keeps
+    every number as a double, but ``{"n": 3}`` must stay ``3`` for a tool)."""
+    return _whole_numbers(json_format.MessageToDict(value))  # type: ignore[return-value]
+
+
+def _whole_numbers(value: object) -> object:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _whole_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(item) for item in value]
+    return value
+
+
+def dict_to_struct(value: object) -> struct_pb2.Struct:
+    struct = struct_pb2.Struct()
+    struct.update(value)  # type: ignore[arg-type]
+    return struct
+
+
+def tool_call_from_proto(call: common_pb2.ToolCall) -> ToolCall:
+    return ToolCall(id=call.id, name=call.name, arguments=struct_to_dict(call.arguments))
+
+
+def tool_call_to_proto(call: ToolCall) -> common_pb2.ToolCall:
+    return common_pb2.ToolCall(
+        id=call.id, name=call.name, arguments=dict_to_struct(dict(call.arguments))
+    )
+
+
 def turns_to_proto(turns: Sequence[ChatTurn]) -> list[common_pb2.ChatMessage]:
-    return [common_pb2.ChatMessage(role=_ROLE_VALUES[t.role], content=t.content) for t in turns]
+    return [
+        common_pb2.ChatMessage(
+            role=_ROLE_VALUES[t.role],
+            content=t.content,
+            tool_calls=[tool_call_to_proto(call) for call in t.tool_calls],
+            tool_call_id=t.tool_call_id,
+            tool_name=t.tool_name,
+        )
+        for t in turns
+    ]
 
 
 def options_from_proto(options: common_pb2.GenerationOptions) -> SamplingOptions:
