@@ -20,7 +20,6 @@ from tandem.settings import GatewaySettings
 from tandem.v1 import gateway_pb2, gateway_pb2_grpc
 from tandem_gateway.cluster import ClusterView
 from tandem_gateway.guard.guard import Guard, build_guard
-from tandem_gateway.guard.judge import LlmJudge
 from tandem_gateway.service import GatewayService, RoutingPolicy
 from tandem_gateway.workers import LinkTiming
 
@@ -56,7 +55,7 @@ async def running_gateway(settings: GatewaySettings) -> AsyncIterator[RunningGat
         liveness_interval_s=settings.liveness_interval_s,
         liveness_timeout_s=settings.idle_timeout_s,
     )
-    guard = build_guard(settings, LlmJudge(backend))
+    guard = build_guard(settings, backend)
     cluster = ClusterView(
         monitor,
         settings.workers,

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +17,7 @@ from tandem.backends.base import ChatTurn
 from tandem.conversions import (
     options_from_proto,
     seconds_to_duration,
+    struct_to_dict,
     turns_from_proto,
     turns_to_proto,
 )
@@ -27,7 +28,7 @@ from tandem.status import RichStatus, RichStatusError, abort, unavailable
 from tandem.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, worker_pb2
 from tandem_gateway.cluster import ClusterView
 from tandem_gateway.guard.decision import GuardDecision
-from tandem_gateway.guard.guard import Guard, Screening
+from tandem_gateway.guard.guard import Guard, Screening, tool_definition_texts
 from tandem_gateway.workers import NoWorkerError, WorkerLink
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
             turns = self._turns(request)
         except RichStatusError as exc:
             await abort(context, exc.status)
-        decision = await self._guard.decide(turns)
+        decision = await self._guard.decide(turns, _tool_texts(request.tools))
         _log_decision(request_id_of(context), decision)
         return gateway_pb2.ClassifyResponse(decision=decision.to_proto())
 
@@ -130,7 +131,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
             options_from_proto(request.options)
         except RichStatusError as exc:
             await abort(context, exc.status)
-        screening = self._guard.screen(turns)
+        screening = self._guard.screen(turns, _tool_texts(request.tools))
         if screening.decision is None and self._routing.speculative:
             events = self._speculative_route(request, screening, context, started, request_id)
         else:
@@ -154,7 +155,22 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
             yield gateway_pb2.RouteResponse(decision=decision.to_proto())
             yield _refusal(decision, started)
             return
-        generate, budget_s = self._worker_call(request, screening, context, started, decision.difficulty)
+        events = self._dispatch(request, screening, decision, context, started, request_id)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                yield event
+
+    async def _dispatch(
+        self,
+        request: gateway_pb2.RouteRequest,
+        screening: Screening,
+        decision: GuardDecision,
+        context: grpc.aio.ServicerContext,
+        started: float,
+        request_id: str,
+    ) -> AsyncIterator[gateway_pb2.RouteResponse]:
+        """The decision, then the worker's answer to the allowed request."""
+        generate, budget_s = self._worker_call(request, screening, decision, context, started)
         events = self._worker_events(generate, context, started, budget_s, request_id)
         # The worker call starts now, so its request crosses the link while the
         # decision is being written; no token can overtake the decision.
@@ -185,7 +201,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
         worker call is cancelled (the worker stops its model) and nothing it
         produced is sent; on ALLOW the held events go out after the decision.
         """
-        generate, budget_s = self._worker_call(request, screening, context, started, screening.difficulty)
+        generate, budget_s = self._worker_call(request, screening, None, context, started)
         held: asyncio.Queue[gateway_pb2.RouteResponse | RichStatusError | None] = asyncio.Queue()
 
         async def pump() -> None:
@@ -209,6 +225,17 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
                 yield gateway_pb2.RouteResponse(decision=decision.to_proto())
                 yield _refusal(decision, started)
                 return
+            if decision.withheld and set(decision.withheld) != set(screening.withheld):
+                # The judge withheld a tool result the speculative call was given:
+                # that generation is discarded and the request answered without it.
+                await _cancel(worker)
+                log.info("route %s: speculative generation cancelled: a tool result was "
+                         "withheld", request_id)
+                events = self._dispatch(request, screening, decision, context, started, request_id)
+                async with contextlib.aclosing(events):
+                    async for event in events:
+                        yield event
+                return
             yield gateway_pb2.RouteResponse(decision=decision.to_proto())
             while (item := await held.get()) is not None:
                 if isinstance(item, RichStatusError):
@@ -221,12 +248,21 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
         self,
         request: gateway_pb2.RouteRequest,
         screening: Screening,
+        decision: GuardDecision | None,
         context: grpc.aio.ServicerContext,
         started: float,
-        difficulty: str | None,
     ) -> tuple[worker_pb2.GenerateRequest, float]:
-        """The worker request (secrets redacted, per-difficulty defaults) and its time budget."""
-        messages = turns_to_proto(screening.turns) if screening.redacted else request.messages
+        """The worker request (secrets redacted, withheld tool results replaced,
+        per-difficulty defaults) and its time budget; ``decision`` None: speculative."""
+        if decision is None:
+            difficulty = screening.difficulty
+            turns = screening.turns
+            changed = screening.redacted or bool(screening.withheld)
+        else:
+            difficulty = decision.difficulty
+            turns = screening.forwarded(decision)
+            changed = screening.changed(decision)
+        messages = turns_to_proto(turns) if changed else request.messages
         options = common_pb2.GenerationOptions()
         options.CopyFrom(request.options)
         defaults = self._routing.for_difficulty(difficulty)
@@ -403,6 +439,10 @@ async def _cancel(task: asyncio.Future[Any]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+def _tool_texts(tools: Sequence[common_pb2.ToolDefinition]) -> list[str]:
+    return tool_definition_texts([(t.name, t.description, struct_to_dict(t.parameters)) for t in tools])
 
 
 def _log_decision(request_id: str, decision: GuardDecision) -> None:
