@@ -117,3 +117,32 @@ def test_task_types() -> None:
     assert task_type_of("Write a Python function that reverses a string") == "code_generation"
     assert task_type_of("What is a monad?") == "explanation"
     assert task_type_of("Bonjour") == "general"
+
+
+def test_judge_windows_cover_everything_with_overlap() -> None:
+    from tandem_gateway.guard.judge_prompt import windows
+
+    text = "".join(chr(ord("a") + i % 26) for i in range(10_050))
+    spans = windows(text, 4_000, 400)
+    assert spans[0][0] == 0 and spans[-1][1] == len(text)
+    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        assert end - start == 400  # each window shares 400 characters with the next
+    assert all(end - start <= 4_000 for start, end in spans)
+    assert windows("short", 4_000, 400) == [(0, 5)]
+    # Any passage of up to `overlap` characters lies whole inside one window.
+    for at in range(0, len(text) - 400, 97):
+        assert any(start <= at and at + 400 <= end for start, end in spans), at
+
+
+def test_vocabulary_comes_from_the_proto_enums() -> None:
+    from tandem.v1 import gateway_pb2
+    from tandem_gateway.guard.decision import THREAT_NAMES, THREATS, TIERS
+
+    assert THREATS["prompt_injection"] == gateway_pb2.THREAT_CATEGORY_PROMPT_INJECTION
+    assert TIERS["classifier"] == gateway_pb2.DECISION_TIER_CLASSIFIER
+    assert len(THREAT_NAMES) == len(gateway_pb2.ThreatCategory.keys()) - 1
+    decision = GuardDecision(verdict="refuse", tier="judge", reason="x", message_index=3,
+                             window_index=0).to_proto()
+    assert decision.HasField("message_index") and decision.HasField("window_index")
+    assert not GuardDecision(verdict="allow", tier="rules", reason="x").to_proto().HasField(
+        "message_index")

@@ -181,7 +181,7 @@ INDIRECT_RULES: tuple[Rule, ...] = (
         re.compile(
             r"\b(?:ignore|disregard|forget)\s+(?:what\s+)?(?:the|your)\s+user(?:'s)?"
             r"(?:\s+(?:request|instructions?|question|task|prompt|message|asked|said|says|wants))?"
-            rf"\s*(?:and|,|;|\.|:|-)\s*(?:then\s+|instead\s+|now\s+|please\s+)*{_ATTACK_VERB}\b",
+            rf"\s*(?:and|,|;|\.|:|-)\s*(?:(?:then|instead|now|please)\s*,?\s+)*{_ATTACK_VERB}\b",
             _FLAGS,
         ),
         keywords=("user",),
