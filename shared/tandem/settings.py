@@ -309,7 +309,9 @@ class GatewaySettings(ServerSecuritySettings, BackendSettings):
         description="Ollama keep_alive for the judge model; '-1' keeps it resident forever.",
     )
     judge_timeout_s: float = Field(
-        default=30.0, gt=0, description="Longest the LLM judge may take, in seconds."
+        default=30.0, gt=0,
+        description="Longest one LLM judge call (one window of one message) may take, in "
+        "seconds (a client's deadline bounds the whole request)."
     )
     fail_open: bool = Field(
         default=False,

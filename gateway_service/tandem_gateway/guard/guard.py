@@ -187,16 +187,6 @@ class Guard:
                 return None
             return _naming(item, refusal)
 
-        for item in items:
-            hit = self._rules.check_text(item.text)
-            if hit is not None:
-                refusal = refuse_or_withhold(item, GuardDecision(
-                    verdict="refuse", tier="rules", reason=f"{hit.reason} (rule {hit.rule})",
-                    threats=(hit.threat,),
-                ))
-                if refusal is not None:
-                    return _final(forwarded, started, notes, refusal, redacted)
-
         user = newest_user(items)
         known: list[tuple[ScreenItem, GuardDecision]] = []
         pending: list[ScreenItem] = []
@@ -204,8 +194,9 @@ class Guard:
         pre_difficulty: DifficultyName | None = None
         fresh: TierName | None = None
         for item in items:
-            if item.message_index in withheld:
-                continue
+            # A message seen before (same role, same normalised text, same guard) is
+            # answered from the cache: it passed or failed every tier then, so turn N
+            # of a conversation costs the tiers only its new messages.
             key = message_key(item.kind, item.text, self.version)
             cached = self.cache.get(key)
             if cached is not None:
@@ -220,6 +211,15 @@ class Guard:
                         return _final(forwarded, started, notes, refusal, redacted)
                     continue
                 known.append((item, cached))
+                continue
+            hit = self._rules.check_text(item.text)  # the whole text, however long
+            if hit is not None:
+                refusal = refuse_or_withhold(item, GuardDecision(
+                    verdict="refuse", tier="rules", reason=f"{hit.reason} (rule {hit.rule})",
+                    threats=(hit.threat,),
+                ))
+                if refusal is not None:
+                    return _final(forwarded, started, notes, refusal, redacted)
                 continue
             assessment = self._assess(item)
             if assessment is not None:
@@ -317,8 +317,7 @@ class Guard:
         if screening.decision is not None:
             return screening.decision
         try:
-            async with asyncio.timeout(self.options.judge_timeout_s):
-                judged = await self._judge_pending(screening)
+            judged = await self._judge_pending(screening)
         except (JudgeError, BackendError, TimeoutError) as exc:
             decision = self._judge_failed(exc, screening)
         else:
@@ -348,7 +347,8 @@ class Guard:
         difficulty: DifficultyName | None = None
         task_type = ""
         for window in windows:
-            output = await self.judge.judge(window)
+            async with asyncio.timeout(self.options.judge_timeout_s):
+                output = await self.judge.judge(window)
             if output.verdict == "refuse":
                 verdict = GuardDecision(
                     verdict="refuse", tier="judge", reason=output.reason or "judged a threat",

@@ -21,7 +21,7 @@ class GuardOptions:
     use_judge: bool = True
     enforce_judge: bool = True  # False: the judge's refusals are advisory (logged in the reason)
     fail_open: bool = False  # the judge failing: allow unless the classifier flags it
-    judge_timeout_s: float = 30.0  # for all the judge calls of one request
+    judge_timeout_s: float = 30.0  # for one judge call (one window)
     decide_threshold: float | None = None
     prescreen_threshold: float | None = None
     cache_size: int = 4096
