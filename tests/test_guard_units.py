@@ -146,3 +146,20 @@ def test_vocabulary_comes_from_the_proto_enums() -> None:
     assert decision.HasField("message_index") and decision.HasField("window_index")
     assert not GuardDecision(verdict="allow", tier="rules", reason="x").to_proto().HasField(
         "message_index")
+
+
+def test_redaction_keeps_tool_fields_and_reaches_tool_call_arguments() -> None:
+    from tandem.backends.base import ToolCall
+
+    key = "AKIAIOSFODNN7EXAMPLE"
+    call = ToolCall(id="c1", name="deploy", arguments={"env": {"AWS_KEY": key}, "tags": [key]})
+    scan = scan_secrets([
+        ChatTurn("assistant", "", tool_calls=(call,)),
+        ChatTurn("tool", f"key={key}", tool_call_id="c1", tool_name="deploy"),
+    ])
+    assert [f.turn_index for f in scan.findings] == [0, 1]
+    redacted_call = scan.turns[0].tool_calls[0]
+    assert (redacted_call.id, redacted_call.name) == ("c1", "deploy")
+    assert key not in str(redacted_call.arguments) and "[REDACTED" in str(redacted_call.arguments)
+    assert (scan.turns[1].tool_call_id, scan.turns[1].tool_name) == ("c1", "deploy")
+    assert key not in scan.turns[1].content

@@ -4,9 +4,9 @@ The key is a SHA-256 over the pipeline's version, the message's role (what
 kind of piece it is) and its normalised text (NFKC, invisible characters
 removed, whitespace collapsed), so trivially re-spaced or look-alike variants
 share an entry and nothing of the prompt itself is kept in memory. Turn N of a
-conversation finds turns 1..N-1 here and only the new messages are screened. Only model verdicts (classifier, judge)
-are cached: a policy fallback (the judge failed) is never cached, so an
-outage does not outlive itself.
+conversation finds turns 1..N-1 here and only the new messages are screened.
+Only model verdicts (classifier, judge) are cached: a policy fallback (the judge
+failed) is never cached, so an outage does not outlive itself.
 """
 
 from __future__ import annotations
@@ -48,7 +48,9 @@ def conversation_key(turns: Sequence[ChatTurn], version: str) -> str:
 class VerdictCache:
     """LRU with a time-to-live; ``max_entries`` 0 disables it."""
 
-    def __init__(self, max_entries: int, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, max_entries: int, ttl_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._max = max_entries
         self._ttl = ttl_s
         self._clock = clock

@@ -45,8 +45,10 @@ class RuleHit:
     turn_index: int
 
 
-_PREVIOUS = r"(?:previous|prior|above|earlier|preceding|foregoing|initial|original|system|developer)"
-_INSTRUCTIONS = r"(?:instructions?|prompts?|rules|directions|directives|guidelines|guardrails|constraints)"
+_PREVIOUS = (r"(?:previous|prior|above|earlier|preceding|foregoing|initial|original|system"
+             r"|developer)")
+_INSTRUCTIONS = (r"(?:instructions?|prompts?|rules|directions|directives|guidelines|guardrails"
+                 r"|constraints)")
 
 RULES: tuple[Rule, ...] = (
     Rule(
@@ -80,7 +82,8 @@ RULES: tuple[Rule, ...] = (
         "tries to replace the model's instructions",
         re.compile(
             r"\b(?:your|the)\s+new\s+(?:instructions|task|rules)\s+(?:are|is)\b"
-            r"|\bfrom\s+now\s+on\s*,?\s+you\s+(?:will|must|shall)\s+(?:ignore|disregard|no longer follow)\b",
+            r"|\bfrom\s+now\s+on\s*,?\s+you\s+(?:will|must|shall)\s+"
+            r"(?:ignore|disregard|no longer follow)\b",
             _FLAGS,
         ),
         keywords=('new', 'now'),
