@@ -263,3 +263,36 @@ async def test_on_the_embedded_default_the_rules_and_classifier_screen_30kb_whol
     assert benign.decision.tier == gateway_pb2.DECISION_TIER_CLASSIFIER
     assert benign.text == worker_ollama.reply
     assert len(worker_ollama.generation_requests()) == 1  # only the benign one
+
+
+async def test_speculative_generation_on_a_withheld_tool_result_is_discarded(
+    worker: RunningWorker, worker_ollama: FakeOllama
+) -> None:
+    """With speculative dispatch the worker starts on the tool result as sent; when the
+    judge then withholds it, that generation is dropped and the request answered again
+    without it: nothing generated from the planted text reaches the client."""
+    worker_ollama.responder = lambda body: (
+        "READ-THE-PLANTED-TEXT" if JUDGE_ONLY_ATTACK in str(body["messages"]) else "clean answer"
+    )
+
+    def judge(body: dict[str, Any]) -> str:
+        if JUDGE_ONLY_ATTACK in body["messages"][-1]["content"]:
+            assert worker_ollama.stream_started.wait(10), "the worker was never dispatched"
+        return judge_by_window(body)
+
+    fake = start_fake_ollama(FakeOllama(models=[JUDGE_MODEL], responder=judge))
+    try:
+        async with _gateway(fake, worker, indirect_injection="withhold",
+                            speculative_dispatch=True) as gateway:
+            await wait_for_health(gateway.address, GATEWAY_SERVICE)
+            blob = with_planted(benign_blob(3_000), 1_500, JUDGE_ONLY_ATTACK)
+            result = await route(gateway.address,
+                                 gateway_pb2.RouteRequest(messages=agent_turns(blob)))
+    finally:
+        stop_fake_ollama(fake)
+    assert result.decision.verdict == gateway_pb2.VERDICT_ALLOW
+    assert "withheld the tool result in message 3" in result.decision.reason
+    assert result.text == "clean answer"
+    speculative, answered = worker_ollama.generation_requests()
+    assert JUDGE_ONLY_ATTACK in str(speculative["messages"])
+    assert JUDGE_ONLY_ATTACK not in str(answered["messages"])
