@@ -4,10 +4,12 @@ A 20-turn agent conversation (system prompt, task, then a tool call and a 2-8 KB
 tool result per turn) through a gateway whose judge is the judge-mode stand-in:
 llama3.1:8b's published MacBook figures by default (prompt 225 tokens/s and output
 20 tokens/s, the M4 base end of the 225-700 / 20-50 range; prefix reuse modelled).
-Played three times on fresh services: speculative dispatch off (the default); on,
-with the worker's first token at once (nothing for the judge to hide behind); and
-on, with the worker's prompt reading modelled at an ASSUMED rate (no published
-figure for qwen3-coder-next on the Mac Mini is used here; the rate is a parameter).
+Played on fresh services with speculative dispatch off (the default); on, with the
+worker's first token at once (nothing for the judge to hide behind); and on, with the
+worker's prompt reading modelled at an ASSUMED rate (no published figure for
+qwen3-coder-next on the Mac Mini is used here; the rate is a parameter). Then again
+at the fast end of the published range (700 and 50 tokens/s, M3 Max), off and on
+with the modelled worker.
 
     make bench BENCH_ARGS="--suite agent"
 """
@@ -33,36 +35,44 @@ class AgentBenchOptions:
     judge_prompt_tps: float = 225.0
     judge_output_tps: float = 20.0
     assumed_worker_prompt_tps: float = 300.0
+    fast_judge_prompt_tps: float = 700.0  # the fast end of the published range (M3 Max)
+    fast_judge_output_tps: float = 50.0
 
 
 def run_agent(tools: Tools, log: Any, options: AgentBenchOptions, scratch: Any) -> dict[str, Any]:
-    modes = (
-        ("speculative_off", False, 0.0),
-        ("speculative_on", True, 0.0),
-        ("speculative_on_worker_prompt_modelled", True, options.assumed_worker_prompt_tps),
+    modelled = ("speculative_on_worker_prompt_modelled", True, options.assumed_worker_prompt_tps)
+    figures = (
+        ("published_slow_end", options.judge_prompt_tps, options.judge_output_tps, (
+            ("speculative_off", False, 0.0), ("speculative_on", True, 0.0), modelled)),
+        ("published_fast_end", options.fast_judge_prompt_tps, options.fast_judge_output_tps, (
+            ("speculative_off", False, 0.0), modelled)),
     )
     result: dict[str, Any] = {
-        "judge_prompt_tps": options.judge_prompt_tps,
-        "judge_output_tps": options.judge_output_tps,
         "assumed_worker_prompt_tps": options.assumed_worker_prompt_tps,
         "turns": options.turns,
-        "modes": {},
+        "figures": {},
     }
-    for name, speculative, worker_tps in modes:
-        log(f"  agent: {name}")
-        rows = _play(tools, options, scratch, name, speculative, worker_tps)
-        result["modes"][name] = {"rows": rows, **_summary(rows)}
+    for figure, prompt_tps, output_tps, modes in figures:
+        runs: dict[str, Any] = {}
+        for name, speculative, worker_tps in modes:
+            log(f"  agent: judge at {prompt_tps:g}/{output_tps:g} tokens/s, {name}")
+            rows = _play(tools, options.turns, (prompt_tps, output_tps, worker_tps), scratch,
+                         f"{figure}-{name}", speculative)
+            runs[name] = {"rows": rows, **_summary(rows)}
+        result["figures"][figure] = {
+            "judge_prompt_tps": prompt_tps, "judge_output_tps": output_tps, "modes": runs,
+        }
     return result
 
 
-def _play(tools: Tools, options: AgentBenchOptions, scratch: Any, name: str,
-          speculative: bool, worker_tps: float) -> list[dict[str, Any]]:
+def _play(tools: Tools, turns: int, rates: tuple[float, float, float], scratch: Any,
+          name: str, speculative: bool) -> list[dict[str, Any]]:
     stack = Stack(tools)
     try:
         standin = stack.standin(f"agent-standin-{name}", answer_tokens=8, extra=(
-            "--judge-prompt-tps", str(options.judge_prompt_tps),
-            "--judge-output-tps", str(options.judge_output_tps),
-            "--worker-prompt-tps", str(worker_tps),
+            "--judge-prompt-tps", str(rates[0]),
+            "--judge-output-tps", str(rates[1]),
+            "--worker-prompt-tps", str(rates[2]),
         ))
         worker = stack.worker(f"agent-worker-{name}", standin.url)
         flag = "--speculative-dispatch" if speculative else "--no-speculative-dispatch"
@@ -73,7 +83,7 @@ def _play(tools: Tools, options: AgentBenchOptions, scratch: Any, name: str,
         out = scratch / f"agent-{name}.json"
         done = subprocess.run(  # noqa: S603 - our own argv
             [tools.tandem_python, "-m", "bench.agent_conversation", "--gateway", gateway.address,
-             "--standin", standin.url, "--turns", str(options.turns), "--tag", name,
+             "--standin", standin.url, "--turns", str(turns), "--tag", name,
              "--out", str(out)],
             capture_output=True, text=True, cwd=tools.repo, timeout=_TIMEOUT_S,
             env={**os.environ, **tools.bench_env()}, check=False,
@@ -107,8 +117,22 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def table(result: dict[str, Any]) -> str:
-    """The per-turn table (markdown): judge tokens, and added TTFT per mode."""
-    modes = result["modes"]
+    """The per-turn tables (markdown), one per judge figure."""
+    parts = []
+    for figure, runs in result["figures"].items():
+        parts.append(f"### Judge at {runs['judge_prompt_tps']:g} prompt / "
+                     f"{runs['judge_output_tps']:g} output tokens/s ({figure}); modelled worker "
+                     f"prompt reading: {result['assumed_worker_prompt_tps']:g} tokens/s "
+                     "(an assumption)\n")
+        parts.append(_figure_table(runs["modes"]))
+        for name, run in runs["modes"].items():
+            summary = {k: v for k, v in run.items() if k != "rows"}
+            parts.append(f"- {name}: {json.dumps(summary)}")
+        parts.append("")
+    return "\n".join(parts)
+
+
+def _figure_table(modes: dict[str, Any]) -> str:
     names = list(modes)
     head = ("| turn | new KB | conversation chars | judge calls | judge prompt tok (new) | "
             "judge output tok | " + " | ".join(f"added TTFT ms: {n}" for n in names) + " |")
