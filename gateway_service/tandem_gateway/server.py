@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from tandem.backends.factory import build_backend
 from prometheus_client.core import GaugeMetricFamily
 
-from tandem.metrics import GaugeCollector, MetricsServer, StreamMetrics, StreamMetricsInterceptor, start_metrics
+from tandem.metrics import GaugeCollector, StreamMetrics, StreamMetricsInterceptor
 from tandem.monitor import BackendMonitor
 from tandem.security.client import worker_channels
 from tandem.security.limits import ClientLimiter
@@ -21,6 +21,7 @@ from tandem.v1 import gateway_pb2, gateway_pb2_grpc
 from tandem_gateway.cluster import ClusterView
 from tandem_gateway.guard.guard import Guard, build_guard
 from tandem_gateway.guard.judge import LlmJudge
+from tandem_gateway.http.listener import HttpListener, start_http_listener
 from tandem_gateway.service import GatewayService, RoutingPolicy
 from tandem_gateway.workers import LinkTiming
 
@@ -34,13 +35,18 @@ class RunningGateway:
     server: RunningServer
     cluster: ClusterView
     guard: Guard
-    metrics: MetricsServer | None = None
+    http: HttpListener | None = None  # /metrics, /health and /dashboard
     service: GatewayService | None = None
     limiter: ClientLimiter | None = None
 
     @property
     def address(self) -> str:
         return self.server.address
+
+    @property
+    def metrics(self) -> HttpListener | None:
+        """The listener serving /metrics (the same as ``http``)."""
+        return self.http
 
 
 @contextlib.asynccontextmanager
@@ -86,7 +92,13 @@ async def running_gateway(settings: GatewaySettings) -> AsyncIterator[RunningGat
     except BaseException:
         await cluster.close()
         raise
-    metrics_server = start_metrics(settings.metrics_listen, metrics.registry, "gateway")
+    http = await start_http_listener(
+        settings.metrics_listen,
+        cluster=cluster,
+        metrics=metrics,
+        tokens=security.gate.policy.tokens,
+        sample_s=settings.dashboard_sample_s,
+    )
 
     async def on_readiness(ready: bool) -> None:
         log.log(logging.INFO if ready else logging.WARNING, "gateway ready=%s", ready)
@@ -103,12 +115,12 @@ async def running_gateway(settings: GatewaySettings) -> AsyncIterator[RunningGat
         server.address, backend.kind, backend.model, ", ".join(settings.workers),
     )
     try:
-        yield RunningGateway(server, cluster, guard, metrics_server, service, security.gate.limiter)
+        yield RunningGateway(server, cluster, guard, http, service, security.gate.limiter)
     finally:
+        if http is not None:
+            await http.close()
         await server.stop(service.routes)
         await cluster.close()
-        if metrics_server is not None:
-            metrics_server.close()
 
 
 def _live_gauges(cluster: ClusterView, service: GatewayService) -> list[GaugeMetricFamily]:
