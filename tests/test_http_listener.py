@@ -10,13 +10,13 @@ from typing import Any
 
 import httpx
 import pytest
+
 from tandem.metrics import StreamMetrics
 from tandem.v1 import gateway_pb2
 from tandem_gateway.http.auth import COOKIE
 from tandem_gateway.http.history import TrafficHistory
 from tandem_gateway.server import RunningGateway, running_gateway
 from tandem_worker.server import RunningWorker, running_worker
-
 from tests.conftest import WORKER_MODEL, Minted, gateway_settings, worker_settings
 from tests.fake_ollama import FakeOllama
 from tests.helpers import GATEWAY_SERVICE, GUARD_S, route, user, wait_for_health

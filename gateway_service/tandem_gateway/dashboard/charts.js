@@ -52,8 +52,10 @@
       return;
     }
     const top = niceMax(Math.max(...values));
-    const start = windowEnd - windowMs;
-    const x = (t) => PAD_LEFT + ((t - start) / windowMs) * (W - PAD_LEFT);
+    // The last `windowMs`, or less while the gateway has not been up that long.
+    const start = Math.max(windowEnd - windowMs, Math.min(...times));
+    const span = Math.max(windowEnd - start, 1000);
+    const x = (t) => PAD_LEFT + ((t - start) / span) * (W - PAD_LEFT);
     const y = (v) => (H - PAD_BOTTOM) - (v / top) * (H - PAD_BOTTOM - 4);
 
     const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", role: "img" });
@@ -65,7 +67,7 @@
     const zero = svg("text", { class: "label", x: PAD_LEFT - 3, y: H - PAD_BOTTOM, "text-anchor": "end" });
     zero.textContent = "0";
     const left = svg("text", { class: "label", x: PAD_LEFT, y: H - 1 });
-    left.textContent = `-${Math.round(windowMs / 60000)} min`;
+    left.textContent = span >= 120000 ? `-${Math.round(span / 60000)} min` : `-${Math.round(span / 1000)} s`;
     const right = svg("text", { class: "label", x: W, y: H - 1, "text-anchor": "end" });
     right.textContent = "now";
     chart.append(topLabel, zero, left, right);
@@ -76,8 +78,12 @@
       const cls = `s${index % 6}`;
       let points = [];
       const flush = () => {
-        if (points.length === 1) points.push(points[0]);
-        if (points.length) chart.append(svg("polyline", { class: cls, points: points.join(" ") }));
+        if (points.length === 1) {
+          const [cx, cy] = points[0].split(",");
+          chart.append(svg("circle", { class: `dot ${cls}`, cx, cy, r: 1.8 }));
+        } else if (points.length) {
+          chart.append(svg("polyline", { class: cls, points: points.join(" ") }));
+        }
         points = [];
       };
       s.values.forEach((value, i) => {

@@ -3,6 +3,7 @@
 
 (function () {
   const GIB = 1024 ** 3;
+  const KEPT_S = 365 * 24 * 3600; // keep_alive -1: Ollama reports an expiry centuries away
   let lastState = null;
 
   function el(tag, attrs, ...children) {
@@ -26,8 +27,8 @@
   }
 
   function countdown(iso) {
-    if (!iso) return "resident (no expiry)";
-    const left = Math.round((new Date(iso).getTime() - Date.now()) / 1000);
+    const left = iso ? Math.round((new Date(iso).getTime() - Date.now()) / 1000) : Infinity;
+    if (left > KEPT_S) return "kept resident";
     if (left <= 0) return "expiring";
     const h = Math.floor(left / 3600);
     const m = Math.floor((left % 3600) / 60);
@@ -39,9 +40,10 @@
     const list = el("ul", { class: "models" });
     const loaded = node.loaded_models || [];
     for (const model of loaded) {
+      const share = model.size_bytes ? Math.floor((100 * model.vram_bytes) / model.size_bytes) : 0;
+      const where = model.on_gpu ? "fully on GPU" : (share ? `GPU ${share}%, rest on CPU` : "on CPU");
       const gpu = model.size_bytes
-        ? el("span", { class: "gpu", "data-on-gpu": String(model.on_gpu) },
-          model.on_gpu ? "GPU 100%" : `GPU ${Math.round((100 * model.vram_bytes) / model.size_bytes)}%`)
+        ? el("span", { class: "gpu", "data-on-gpu": String(model.on_gpu) }, where)
         : null;
       list.append(el("li", { class: "model", "data-model": model.name }, model.name, " · ",
         el("span", { class: "countdown", "data-expires": model.expires_at || "" }, countdown(model.expires_at)),

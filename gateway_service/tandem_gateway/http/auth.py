@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
+
 from tandem.security.tokens import (
     AUTHORIZATION_KEY,
     GATEWAY_SERVICE,

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from google.protobuf import timestamp_pb2
+
 from tandem.sdk.convert import enum_name
 from tandem.v1 import gateway_pb2, worker_pb2
 

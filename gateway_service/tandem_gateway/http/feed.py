@@ -10,7 +10,6 @@ from typing import Any, Protocol
 from tandem.changes import ChangeSignal
 from tandem.metrics import StreamMetrics
 from tandem.v1 import gateway_pb2
-
 from tandem_gateway.http.cluster_json import READY_WORDS, node_rows
 from tandem_gateway.http.history import WINDOW_S, LinkHistory, TrafficHistory
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import Counter, Histogram
+
 from tandem.metrics import StreamMetrics
 from tandem.v1 import gateway_pb2
 

@@ -10,10 +10,10 @@ from collections.abc import Iterator
 
 import uvicorn
 from prometheus_client import CollectorRegistry
+
 from tandem.metrics import StreamMetrics
 from tandem.security.tokens import TokenTable
 from tandem.settings import parse_host_port
-
 from tandem_gateway.http.app import create_app
 from tandem_gateway.http.auth import DashboardAuth
 from tandem_gateway.http.feed import ClusterSource, DashboardFeed
