@@ -5,6 +5,7 @@
   const GIB = 1024 ** 3;
   const KEPT_S = 365 * 24 * 3600; // keep_alive -1: Ollama reports an expiry centuries away
   let lastState = null;
+  const knownNames = new Map(); // node id -> name it last reported (kept while unreachable)
 
   function el(tag, attrs, ...children) {
     const node = document.createElement(tag);
@@ -93,7 +94,8 @@
     for (const warning of (node && node.warnings) || []) {
       facts.append(el("dt", null, "warning"), el("dd", { class: "error" }, warning));
     }
-    const title = node && node.name && node.name !== row.id ? node.name : row.id;
+    if (node && node.name) knownNames.set(row.id, node.name);
+    const title = knownNames.get(row.id) || row.id;
     return el("article", { class: "node", "data-node": row.id, "data-role": row.role },
       el("header", null, el("h3", null, title), el("span", { class: "role" }, row.role),
         el("span", { class: `state state-${row.state}` }, row.state)),
@@ -130,7 +132,7 @@
     const draw = (id, title, unit, series) => TandemCharts.line(document.getElementById(id), {
       title, unit, times: traffic.t, series, windowMs, windowEnd,
     });
-    draw("chart-requests", "Requests by verdict / deciding tier", "per min",
+    draw("chart-requests", "Requests by verdict / tier", "per min",
       Object.entries(traffic.requests_per_min).map(([name, values]) => ({ name, values })));
     draw("chart-guard", "Guard latency", "ms", [
       { name: "mean", values: traffic.guard_ms.mean }, { name: "p95 ≤", values: traffic.guard_ms.p95 }]);
