@@ -192,6 +192,18 @@ async def test_assets_are_served_by_the_gateway_itself(http_gateway: RunningGate
         assert missing.status_code == 404
 
 
+async def test_a_loopback_listener_answers_only_loopback_host_names(
+    http_gateway: RunningGateway,
+) -> None:
+    """A page on another site that rebinds its name to 127.0.0.1 gets nothing."""
+    async with httpx.AsyncClient() as client:
+        for host, status in (("rebound.example:9461", 400), ("localhost:9461", 200),
+                             ("127.0.0.1", 200), ("[::1]:9461", 200)):
+            response = await client.get(_url(http_gateway, "/dashboard/state"),
+                                        headers={"host": host})
+            assert response.status_code == status, host
+
+
 def test_traffic_history_turns_counters_into_rates() -> None:
     metrics = StreamMetrics.create("test")
     history = TrafficHistory(metrics, interval_s=5)

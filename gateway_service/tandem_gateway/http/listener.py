@@ -10,13 +10,16 @@ from collections.abc import Iterator
 
 import uvicorn
 from prometheus_client import CollectorRegistry
+from starlette.types import ASGIApp
 
 from tandem.metrics import StreamMetrics
+from tandem.security.server import is_loopback
 from tandem.security.tokens import TokenTable
 from tandem.settings import parse_host_port
 from tandem_gateway.http.app import create_app
 from tandem_gateway.http.auth import DashboardAuth
 from tandem_gateway.http.feed import ClusterSource, DashboardFeed
+from tandem_gateway.http.hosts import LoopbackHostOnly
 
 log = logging.getLogger(__name__)
 _SHUTDOWN_GRACE_S = 2
@@ -41,8 +44,11 @@ class HttpListener:
         self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.feed = feed
         self._closing = asyncio.Event()
+        app: ASGIApp = create_app(feed, registry, auth, self._closing)
+        if is_loopback(host):
+            app = LoopbackHostOnly(app)
         config = uvicorn.Config(
-            create_app(feed, registry, auth, self._closing),
+            app,
             lifespan="off",
             log_config=None,
             access_log=False,
