@@ -84,6 +84,17 @@ async def test_health_is_503_naming_the_unreachable_worker(gateway_ollama: FakeO
     assert body["nodes"][nowhere]["memory"] is None
 
 
+async def test_a_busy_http_port_is_not_fatal(
+    http_gateway: RunningGateway, gateway_ollama: FakeOllama, worker: RunningWorker
+) -> None:
+    assert http_gateway.http is not None
+    taken = http_gateway.http.address
+    settings = gateway_settings(gateway_ollama.url, [worker.address], metrics_listen=taken)
+    async with running_gateway(settings) as second:
+        await wait_for_health(second.address, GATEWAY_SERVICE)
+        assert second.http is None
+
+
 async def test_metrics_are_still_served(http_gateway: RunningGateway) -> None:
     await route(http_gateway.address, gateway_pb2.RouteRequest(messages=[user("hello")]))
     async with httpx.AsyncClient() as client:

@@ -51,6 +51,7 @@ class HttpListener:
             app,
             lifespan="off",
             log_config=None,
+            log_level="warning",  # the gateway logs the listener itself; no uvicorn chatter
             access_log=False,
             http="h11",
             ws="none",
