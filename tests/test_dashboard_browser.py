@@ -20,8 +20,8 @@ import pytest
 
 from tandem.v1 import gateway_pb2
 from tandem_gateway.server import running_gateway
-from tandem_worker.server import running_worker
-from tests.conftest import WORKER_MODEL, gateway_settings, worker_settings
+from tandem_worker.server import RunningWorker, running_worker
+from tests.conftest import WORKER_MODEL, Minted, gateway_settings, worker_settings
 from tests.fake_ollama import FakeOllama
 from tests.helpers import GATEWAY_SERVICE, GUARD_S, WORKER_SERVICE, route, user, wait_for_health
 
@@ -117,6 +117,9 @@ class Page:
             "return document.querySelector(arguments[0]).textContent", selector,
         )
 
+    async def url(self) -> str:
+        return await asyncio.to_thread(lambda: self.driver.current_url)
+
     async def source(self) -> str:
         return await asyncio.to_thread(lambda: self.driver.page_source)
 
@@ -192,3 +195,29 @@ async def test_dashboard_live_in_a_browser(
                 await page.wait_for_text("#readiness", "READY")
             assert await page.console_errors() == []
     assert os.path.getsize(ARTIFACTS / "dashboard.png") > 10_000
+
+
+async def test_with_tokens_the_page_needs_one_and_keeps_it_out_of_the_url(
+    browser: Any, gateway_ollama: FakeOllama, worker: RunningWorker
+) -> None:
+    page = Page(browser)
+    viewer = Minted.new("dashboard", "status")
+    settings = gateway_settings(
+        gateway_ollama.url, [worker.address], metrics_listen="127.0.0.1:0",
+        auth_tokens=[viewer.line],
+    )
+    async with running_gateway(settings) as gateway:
+        assert gateway.http is not None
+        await wait_for_health(gateway.address, GATEWAY_SERVICE)
+        await page.open(f"{gateway.http.url}/dashboard")
+        await page.wait_for_text("body", "authentication required", contains=True)
+
+        await page.open(f"{gateway.http.url}/dashboard?token={viewer.token}")
+        await page.wait_for_text(f'[data-node="{worker.address}"] .state', "serving")
+        assert await page.url() == f"{gateway.http.url}/dashboard"  # the token left the URL
+        await page.wait_for_text("#connection", "live")  # the event stream got the cookie
+        assert viewer.token not in await page.source()
+        cookies = await asyncio.to_thread(browser.get_cookies)
+        assert [(c["name"], c["httpOnly"], c["sameSite"]) for c in cookies] == [
+            ("tandem_dashboard", True, "Strict")
+        ]

@@ -12,8 +12,9 @@ import httpx
 import pytest
 
 from tandem.metrics import StreamMetrics
-from tandem.v1 import gateway_pb2
+from tandem.v1 import gateway_pb2, worker_pb2
 from tandem_gateway.http.auth import COOKIE
+from tandem_gateway.http.cluster_json import node_json
 from tandem_gateway.http.history import TrafficHistory
 from tandem_gateway.server import RunningGateway, running_gateway
 from tandem_worker.server import RunningWorker, running_worker
@@ -239,3 +240,30 @@ def test_traffic_history_turns_counters_into_rates() -> None:
     assert charts["tokens_per_s"] == [10.0]
     assert charts["ttft_ms"]["mean"] == [None]  # no first token in that interval
     assert [r.reason for r in metrics.refusals.recent()] == ["rule x"] * 3
+
+
+def test_a_node_row_says_pressure_and_whether_each_model_is_on_the_gpu() -> None:
+    gib = 1024**3
+    node = worker_pb2.NodeStatus(
+        node="macmini", model="qwen3-coder-next", model_loaded=True,
+        memory=worker_pb2.MemoryInfo(
+            total_bytes=64 * gib, available_bytes=4 * gib, used_bytes=58 * gib,
+            pressure=worker_pb2.MEMORY_PRESSURE_WARN, swap_total_bytes=2 * gib,
+            swap_used_bytes=gib,
+        ),
+        generations_in_flight=1, generations_queued=3,
+    )
+    node.loaded_models.add(name="qwen3-coder-next", size_bytes=52 * gib, size_vram_bytes=52 * gib)
+    node.loaded_models.add(name="llama3.1:8b", size_bytes=5 * gib, size_vram_bytes=2 * gib)
+    node.loaded_models[0].expires_at.FromJsonString("2026-12-06T05:00:00Z")
+    row = node_json(node)
+    assert row["memory"]["pressure"] == "warn" and row["memory"]["used_bytes"] == 58 * gib
+    assert [(m["name"], m["on_gpu"], m["expires_at"]) for m in row["loaded_models"]] == [
+        ("qwen3-coder-next", True, "2026-12-06T05:00:00Z"),
+        ("llama3.1:8b", False, None),
+    ]
+    assert (row["model_state"], row["running"], row["queued"]) == ("loaded", 1, 3)
+    linux = node_json(worker_pb2.NodeStatus(
+        memory=worker_pb2.MemoryInfo(total_bytes=8 * gib, available_bytes=6 * gib)
+    ))
+    assert linux["memory"]["pressure"] is None and linux["memory"]["used_bytes"] == 2 * gib
