@@ -19,18 +19,15 @@ def sse_message(event: str, payload: dict[str, Any]) -> bytes:
     return f"event: {event}\ndata: {data}\n\n".encode()
 
 
-async def _next_change(changes: ChangeSignal, closing: asyncio.Event, timeout_s: float) -> None:
-    """Return on a change, after ``timeout_s``, or as soon as ``closing`` is set."""
-    waits = {
-        asyncio.ensure_future(changes.wait(timeout_s)),
-        asyncio.ensure_future(closing.wait()),
-    }
+async def _first_of(change: asyncio.Future[bool], closing: asyncio.Event) -> None:
+    """Return when ``change`` is done, or as soon as ``closing`` is set."""
+    stop = asyncio.ensure_future(closing.wait())
     try:
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({change, stop}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in waits:
+        for task in (change, stop):
             task.cancel()
-        for task in waits:
+        for task in (change, stop):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
@@ -45,5 +42,12 @@ async def state_events(
     until ``closing`` is set (the listener stopping) or the client goes away."""
     yield f"retry: {RETRY_MS}\n\n".encode()
     while not closing.is_set():
-        yield sse_message("state", state())
-        await _next_change(changes, closing, heartbeat_s)
+        # Start waiting before reading the state: a change while the message is being
+        # sent then still wakes the next one (the task runs before this one resumes).
+        change = asyncio.ensure_future(changes.wait(heartbeat_s))
+        try:
+            await asyncio.sleep(0)
+            yield sse_message("state", state())
+            await _first_of(change, closing)
+        finally:
+            change.cancel()  # the client went away while the message was on its way
