@@ -50,6 +50,7 @@
         el("span", { class: "countdown", "data-expires": model.expires_at || "" }, countdown(model.expires_at)),
         gpu));
     }
+    if (!loaded.length && !node.model) list.append(el("li", null, "none (no judge model)"));
     if (!loaded.length && node.model) {
       const expiry = node.model_state === "loaded"
         ? el("span", { class: "countdown", "data-expires": node.model_expires_at || "" }, countdown(node.model_expires_at))
@@ -79,7 +80,8 @@
     const fact = (term, value) => facts.append(el("dt", null, term), el("dd", null, value));
     if (row.role === "worker") fact("address", row.id);
     if (node) {
-      fact("backend", `${node.backend}${node.version ? ` ${node.version}` : ""}`);
+      const backend = node.backend === "unspecified" ? "none" : node.backend;
+      fact("backend", `${backend}${node.version ? ` ${node.version}` : ""}`);
       fact("models", modelList(node));
       fact("memory", memory(node));
       fact("generations", `${node.running} running · ${node.queued} queued`);

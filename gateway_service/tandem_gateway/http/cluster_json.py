@@ -19,8 +19,10 @@ def _iso(stamp: timestamp_pb2.Timestamp) -> str:
 
 
 def gateway_state(node: worker_pb2.NodeStatus) -> str:
-    """``tandem status``'s word for the gateway node."""
-    return "ok" if node.backend_reachable and node.model_available else "down"
+    """``tandem status``'s word for the gateway node; a gateway without a judge model
+    (no backend to reach) is ``ok``."""
+    usable = node.model_available or not node.model
+    return "ok" if node.backend_reachable and usable else "down"
 
 
 def worker_state(worker: gateway_pb2.WorkerStatus) -> str:
