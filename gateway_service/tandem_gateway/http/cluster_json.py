@@ -8,7 +8,7 @@ from typing import Any
 
 from google.protobuf import timestamp_pb2
 
-from tandem.sdk.convert import enum_name
+from tandem.protoutil import enum_name
 from tandem.v1 import gateway_pb2, worker_pb2
 
 READY_WORDS = {True: "READY", False: "NOT READY"}
