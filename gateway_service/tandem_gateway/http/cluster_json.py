@@ -30,6 +30,8 @@ def worker_state(worker: gateway_pb2.WorkerStatus) -> str:
 
 
 def model_state(node: worker_pb2.NodeStatus) -> str:
+    if not node.model:
+        return "none"
     if node.model_loaded:
         return "loaded"
     return "available" if node.model_available else "MISSING"
