@@ -24,6 +24,7 @@ GENERATED := $(patsubst protos/%.proto,shared/%_pb2.py,$(PROTOS))
 help:
 	@echo "make run    install (first time) and start worker + gateway on this machine"
 	@echo "make test   install (first time) and run the whole test suite"
+	@echo "            (as root on Linux it first installs Debian's chromium for the dashboard tests)"
 	@echo "make proto  regenerate the protobuf/gRPC code from protos/"
 	@echo "make lock   rewrite constraints.txt from the current .venv"
 	@echo "make lock-hashes  rewrite requirements.lock (every dependency, with hashes)"
