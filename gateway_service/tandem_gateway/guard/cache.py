@@ -18,7 +18,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 from tandem.backends.base import ChatTurn
-
 from tandem_gateway.guard.decision import GuardDecision
 from tandem_gateway.guard.normalize import normalize
 

@@ -11,10 +11,11 @@ at once instead of on the wire.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Literal, cast, get_args
 
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
-from tandem.conversions import seconds_to_duration
+
+from tandem.protoutil import seconds_to_duration
 from tandem.v1 import gateway_pb2
 
 VerdictName = Literal["allow", "refuse"]
@@ -42,9 +43,9 @@ DIFFICULTIES_BY_NAME = _names(gateway_pb2.Difficulty, "DIFFICULTY_", DifficultyN
 THREATS = _names(gateway_pb2.ThreatCategory, "THREAT_CATEGORY_", ThreatName)
 
 # In enum order (the order the classifier's classes and the judge's schema use).
-THREAT_NAMES: tuple[ThreatName, ...] = tuple(THREATS)  # type: ignore[assignment]
-DIFFICULTY_NAMES: tuple[DifficultyName, ...] = tuple(DIFFICULTIES_BY_NAME)  # type: ignore[assignment]
-VERDICT_NAMES: tuple[VerdictName, ...] = tuple(VERDICTS)  # type: ignore[assignment]
+THREAT_NAMES = cast(tuple[ThreatName, ...], tuple(THREATS))
+DIFFICULTY_NAMES = cast(tuple[DifficultyName, ...], tuple(DIFFICULTIES_BY_NAME))
+VERDICT_NAMES = cast(tuple[VerdictName, ...], tuple(VERDICTS))
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,10 +38,9 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from tandem.backends import BackendError, ChatBackend
+from tandem.backends import BackendError
 from tandem.backends.base import ChatTurn
 from tandem.settings import GatewaySettings
-
 from tandem_gateway.guard.cache import VerdictCache, message_key
 from tandem_gateway.guard.classifier import GuardClassifier, ThreatAssessment
 from tandem_gateway.guard.decision import DIFFICULTY_NAMES, DifficultyName, GuardDecision, TierName
@@ -53,7 +52,7 @@ from tandem_gateway.guard.items import (
     newest_user,
     withhold,
 )
-from tandem_gateway.guard.judge import Judge, JudgeError, LlmJudge, NoJudge
+from tandem_gateway.guard.judge import Judge, JudgeError, NoJudge
 from tandem_gateway.guard.judge_prompt import MAX_CONTEXT_CHARS, windows_of
 from tandem_gateway.guard.options import GuardOptions
 from tandem_gateway.guard.rules import RulesTier
@@ -72,6 +71,8 @@ class Screening:
     """What the fast tiers found. ``decision`` set: final; else the judge reads ``pending``."""
 
     turns: tuple[ChatTurn, ...]  # to forward: secrets redacted, withheld tool results replaced
+    # The turns differ from the request's messages (secrets redacted or tool results
+    # withheld): the worker must get ``turns``.
     redacted: bool
     started: float
     decision: GuardDecision | None = None
@@ -94,9 +95,13 @@ class Screening:
         later = {i: _JUDGED_INJECTION for i in decision.withheld if i not in self.withheld}
         return withhold(self.turns, later) if later else self.turns
 
-    def changed(self, decision: GuardDecision) -> bool:
-        """The worker must get ``forwarded(decision)`` rather than the request's messages."""
-        return self.redacted or bool(decision.withheld)
+    def after(self, decision: GuardDecision) -> Screening:
+        """This screening with the tool results ``decision`` withheld replaced too."""
+        if set(decision.withheld) <= set(self.withheld):
+            return self
+        return dataclasses.replace(
+            self, turns=self.forwarded(decision), redacted=True, withheld=decision.withheld
+        )
 
 
 class Guard:
@@ -248,7 +253,7 @@ class Guard:
         if withheld:
             forwarded = withhold(forwarded, withheld)
         base = Screening(
-            forwarded, redacted, started,
+            forwarded, redacted or bool(withheld), started,
             known=tuple(known), user=user,
             context=user.text[:MAX_CONTEXT_CHARS] if user else "",
             flag=flag, pre_difficulty=pre_difficulty,
@@ -487,9 +492,9 @@ def tool_definition_texts(tools: Sequence[tuple[str, str, Mapping[str, object]]]
     ]
 
 
-def build_guard(settings: GatewaySettings, judge_backend: ChatBackend) -> Guard:
-    """The gateway's guard as its settings describe it."""
+def build_guard(settings: GatewaySettings, judge: Judge | None) -> Guard:
+    """The gateway's guard as its settings describe it; ``judge`` None: no judge is used
+    (the server makes an ``LlmJudge`` over the judge backend only when one is)."""
     options = GuardOptions.from_settings(settings)
     classifier = GuardClassifier.load(settings.classifier_path) if settings.classifier else None
-    judge: Judge = LlmJudge(judge_backend) if options.use_judge else NoJudge()
-    return Guard(judge, options, classifier=classifier)
+    return Guard(judge or NoJudge(), options, classifier=classifier)

@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from tandem.backends.base import ChatTurn
-
 from tandem_gateway.guard.judge_prompt import ItemKind
 
 # The classifier is trained on user prompts and tool results; the system prompt

@@ -15,8 +15,8 @@ import json
 from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field, ValidationError
-from tandem.backends import ChatBackend, Delta, SamplingOptions
 
+from tandem.backends import ChatBackend, Delta, SamplingOptions
 from tandem_gateway.guard.decision import DifficultyName, ThreatName
 from tandem_gateway.guard.judge_prompt import (
     PROMPT_VERSION,

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from tandem.backends.base import ChatTurn
-
 from tandem_gateway.guard.decision import DIFFICULTY_NAMES, THREAT_NAMES, VERDICT_NAMES
 
 PROMPT_VERSION = "2026-12-06.2"

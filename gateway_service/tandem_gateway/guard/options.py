@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 from tandem.settings import GatewaySettings
-
 from tandem_gateway.guard.secrets import SecretsPolicy
 
 # What a threat found inside a tool result does: refuse the request, or replace

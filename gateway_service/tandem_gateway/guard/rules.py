@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tandem.backends.base import ChatTurn
-
 from tandem_gateway.guard.decision import ThreatName
 from tandem_gateway.guard.normalize import normalize
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -79,10 +79,15 @@ def _redact(text: str, kinds: list[str]) -> str:
         kinds.append(kind)
         marker = f"[REDACTED {kind}]"
         if kind == "AWS secret access key":
-            text = pattern.sub(lambda m, marker=marker: m.group(1) + marker, text)
+            text = pattern.sub(_after_prefix(marker), text)
         else:
             text = pattern.sub(marker, text)
     return text
+
+
+def _after_prefix(marker: str) -> Callable[[re.Match[str]], str]:
+    """A replacement keeping the match's first group (``aws_secret_access_key = ``)."""
+    return lambda match: match.group(1) + marker
 
 
 def _redact_value(value: Any, kinds: list[str]) -> Any:
