@@ -188,8 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     run.results["machine"] = machine_info(REPO, litellm_version(litellm_bin))
     _log(f"[bench] {'quick' if config.quick else 'full'} run; results in {results_dir}")
     stack = Stack(tools)
-    agent = AgentBenchOptions(args.agent_turns, args.agent_judge_prompt_tps,
-                              args.agent_judge_output_tps, args.agent_worker_prompt_tps)
+    agent = AgentBenchOptions(2 if config.quick else args.agent_turns,
+                              args.agent_judge_prompt_tps, args.agent_judge_output_tps,
+                              args.agent_worker_prompt_tps, quick=config.quick)
     try:
         run.suite("agent", lambda: run_agent(tools, _log, agent, results_dir / "tmp"))
         if "agent" in run.results:

@@ -117,7 +117,7 @@ async def test_an_injection_in_the_middle_of_30kb_tool_result_is_refused_by_the_
     assert result.decision.message_index == 3
     # Windows of 4,000 characters stepping by 3,600: the sentence at 15,000 is in window 4.
     assert result.decision.window_index == 4
-    assert "message 3" in result.decision.reason
+    assert result.decision.reason == "injected instructions"  # the judge's words
     assert result.summary.finish_reason == common_pb2.FINISH_REASON_REFUSED
     assert worker_ollama.generation_requests() == []
     for request in judge_ollama.generation_requests():

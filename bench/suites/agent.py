@@ -37,6 +37,7 @@ class AgentBenchOptions:
     assumed_worker_prompt_tps: float = 300.0
     fast_judge_prompt_tps: float = 700.0  # the fast end of the published range (M3 Max)
     fast_judge_output_tps: float = 50.0
+    quick: bool = False  # a smoke run: 2 turns at 20x the rates, off and on only
 
 
 def run_agent(tools: Tools, log: Any, options: AgentBenchOptions, scratch: Any) -> dict[str, Any]:
@@ -47,6 +48,9 @@ def run_agent(tools: Tools, log: Any, options: AgentBenchOptions, scratch: Any) 
         ("published_fast_end", options.fast_judge_prompt_tps, options.fast_judge_output_tps, (
             ("speculative_off", False, 0.0), modelled)),
     )
+    if options.quick:  # the shape of the run only; its numbers mean nothing
+        figures = (("quick_smoke", options.judge_prompt_tps * 20, options.judge_output_tps * 20,
+                    (("speculative_off", False, 0.0), modelled)),)
     result: dict[str, Any] = {
         "assumed_worker_prompt_tps": options.assumed_worker_prompt_tps,
         "turns": options.turns,

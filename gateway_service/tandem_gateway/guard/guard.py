@@ -462,9 +462,14 @@ def _classifier_refuses(assessment: ThreatAssessment, threshold: float) -> Guard
 
 
 def _naming(item: ScreenItem, refusal: GuardDecision) -> GuardDecision:
-    """An item's refusal as the request's: it names the message (and window)."""
+    """An item's refusal as the request's: it names the message (and window) in the
+    decision's fields; the reason names it too, except a judge's own words about a
+    message (its index is in the fields), and a tool definition has no index."""
+    own_words = refusal.tier == "judge" and item.message_index is not None
     return dataclasses.replace(
-        refusal, reason=f"{refusal.reason} in {item.label}", message_index=item.message_index
+        refusal,
+        reason=refusal.reason if own_words else f"{refusal.reason} in {item.label}",
+        message_index=item.message_index,
     )
 
 
