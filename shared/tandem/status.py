@@ -20,6 +20,7 @@ from tandem.backends.errors import (
     BackendRejected,
     BackendTimeout,
     BackendUnavailable,
+    BackendUnsupported,
     ModelNotFound,
 )
 
@@ -76,6 +77,38 @@ def resource_exhausted(message: str, retry_after_s: float, *, node: str = "") ->
     return RichStatus(grpc.StatusCode.RESOURCE_EXHAUSTED, message, (_pack(info), _pack(retry)))
 
 
+def failed_precondition(reason: str, subject: str, message: str) -> RichStatus:
+    violation = error_details_pb2.PreconditionFailure.Violation(
+        type=reason, subject=subject, description=message
+    )
+    return RichStatus(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        message,
+        (_pack(error_details_pb2.PreconditionFailure(violations=[violation])),),
+    )
+
+
+def model_not_found(model: str, available: list[str], *, where: str) -> RichStatus:
+    """NOT_FOUND for a model nobody serves, listing the ones that are served."""
+    listed = ", ".join(available) or "none"
+    info = error_details_pb2.ErrorInfo(
+        reason="MODEL_NOT_SERVED",
+        domain=ERROR_DOMAIN,
+        metadata={"model": model, "available": ",".join(available)},
+    )
+    resource = error_details_pb2.ResourceInfo(
+        resource_type="model",
+        resource_name=model,
+        owner=where,
+        description=f"served models: {listed}",
+    )
+    return RichStatus(
+        grpc.StatusCode.NOT_FOUND,
+        f"model {model!r} is not served by {where}; available: {listed}",
+        (_pack(info), _pack(resource)),
+    )
+
+
 def deadline_exceeded(message: str) -> RichStatus:
     return RichStatus(grpc.StatusCode.DEADLINE_EXCEEDED, message)
 
@@ -98,6 +131,8 @@ def from_backend_error(exc: BackendError, node: str) -> RichStatus:
         return resource_exhausted(text, exc.retry_after_s, node=node)
     if isinstance(exc, BackendTimeout):
         return unavailable(node, text, reason="BACKEND_STALLED")
+    if isinstance(exc, BackendUnsupported):
+        return failed_precondition(exc.reason, exc.subject, text)
     if isinstance(exc, BackendRejected):
         return RichStatus(grpc.StatusCode.INVALID_ARGUMENT, text)
     return RichStatus(grpc.StatusCode.INTERNAL, text)

@@ -42,3 +42,16 @@ class BackendRejected(BackendError):
 
 class BackendProtocolError(BackendError):
     """The backend answered something that is not its documented wire format."""
+
+
+class BackendUnsupported(BackendError):
+    """The backend cannot do what the request asks (tools on the embedded model),
+    or the model did not honour it (no tool call under a required tool choice).
+
+    ``reason`` is a stable UPPER_SNAKE name for clients; ``subject`` what it is about.
+    """
+
+    def __init__(self, message: str, *, reason: str, subject: str, location: str = "") -> None:
+        super().__init__(message, location=location)
+        self.reason = reason
+        self.subject = subject
