@@ -20,7 +20,7 @@ from autogen_core.models import (
 )
 
 from tandem.integrations.autogen import TandemChatCompletionClient, to_turns
-from tandem.sdk import SamplingOptions, TandemUnavailable
+from tandem.sdk import SamplingOptions, TandemUnavailable, ToolCall
 from tandem_gateway.server import RunningGateway, running_gateway
 from tests.conftest import gateway_settings
 from tests.fake_ollama import FakeOllama
@@ -180,20 +180,22 @@ async def test_messages_model_info_and_config_round_trip() -> None:
     assert [(t.role, t.content) for t in turns] == [
         ("system", "Be brief."),
         ("user", "look at\nthis"),
-        ("assistant", '[called grep({"q": "x"})]'),
+        ("assistant", ""),
         ("tool", "found x"),
     ]
+    assert turns[2].tool_calls == (ToolCall("1", "grep", {"q": "x"}),)
+    assert (turns[3].tool_call_id, turns[3].tool_name) == ("1", "grep")
     client = TandemChatCompletionClient(
         "10.0.0.1:50051", options=SamplingOptions(temperature=0.2), token_limit=4096
     )
-    assert client.model_info["function_calling"] is False and client.model_info["vision"] is False
+    info = client.model_info
+    assert info["function_calling"] and info["json_output"] and info["structured_output"]
+    assert info["vision"] is False
     messages = [UserMessage(content="x" * 40, source="user")]
     assert client.count_tokens(messages) == 14
     assert client.remaining_tokens(messages) == 4096 - 14
-    with pytest.raises(ValueError, match="tools"):
-        await client.create(messages, tools=[{"name": "grep"}])  # type: ignore[list-item]
-    with pytest.raises(ValueError, match="JSON"):
-        await client.create(messages, json_output=True)
+    with pytest.raises(ValueError, match="not a JSON object"):
+        to_turns([AssistantMessage(content=[FunctionCall(id="2", name="f", arguments="[1]")], source="a")])
     loaded = ChatCompletionClient.load_component(client.dump_component())
     assert isinstance(loaded, TandemChatCompletionClient)
     assert loaded.dump_component().config == client.dump_component().config

@@ -74,8 +74,14 @@ async def test_tools_go_out_as_ollama_takes_them_and_calls_come_back_as_events(
                 "parameters": WEATHER.parameters,
             },
         },
-        {"type": "function", "function": {"name": "get_time", "description": "The time in a zone",
-                                          "parameters": {"type": "object", "properties": {}}}},
+        {
+            "type": "function",
+            "function": {
+                "name": "get_time",
+                "description": "The time in a zone",
+                "parameters": {"type": "object", "properties": {}},
+            },
+        },
     ]
     assert body["options"]["num_ctx"] == 8192 and body["keep_alive"] == "2h"
     assert "format" not in body
@@ -91,8 +97,16 @@ async def test_calls_without_ids_from_older_ollama_get_unique_ones(
 ) -> None:
     fake.tool_call_ids = False
     fake.tool_caller = lambda body: [("get_weather", {"city": "A"}), ("get_weather", {"city": "B"})]
-    first = [e for e in await collect(backend, ASK, ChatRequest(tools=(WEATHER,))) if isinstance(e, ToolCall)]
-    again = [e for e in await collect(backend, ASK, ChatRequest(tools=(WEATHER,))) if isinstance(e, ToolCall)]
+    first = [
+        e
+        for e in await collect(backend, ASK, ChatRequest(tools=(WEATHER,)))
+        if isinstance(e, ToolCall)
+    ]
+    again = [
+        e
+        for e in await collect(backend, ASK, ChatRequest(tools=(WEATHER,)))
+        if isinstance(e, ToolCall)
+    ]
     ids = [call.id for call in first + again]
     assert len(set(ids)) == 4 and all(i.startswith("call_") for i in ids)
     assert [dict(c.arguments)["city"] for c in first] == ["A", "B"]
@@ -114,19 +128,28 @@ async def test_a_tool_round_trip_sends_the_call_and_its_result_as_ollama_message
         "role": "assistant",
         "content": "",
         "tool_calls": [
-            {"id": "call_abc", "function": {"index": 0, "name": "get_weather", "arguments": {"city": "Paris"}}}
+            {
+                "id": "call_abc",
+                "function": {"index": 0, "name": "get_weather", "arguments": {"city": "Paris"}},
+            }
         ],
     }
     # The tool's name is filled in from the call it answers: Ollama's templates read tool_name.
-    assert sent[2] == {"role": "tool", "content": '{"temp": 21}', "tool_name": "get_weather",
-                       "tool_call_id": "call_abc"}
+    assert sent[2] == {
+        "role": "tool",
+        "content": '{"temp": 21}',
+        "tool_name": "get_weather",
+        "tool_call_id": "call_abc",
+    }
     text = "".join(e.text for e in events if isinstance(e, Delta))
     assert text == 'The tool get_weather answered: {"temp": 21}'
     assert isinstance(events[-1], Done) and events[-1].finish_reason == "stop"
 
 
 async def test_tool_choice_none_sends_no_tools(backend: OllamaBackend, fake: FakeOllama) -> None:
-    events = await collect(backend, ASK, ChatRequest(tools=(WEATHER,), tool_choice=ToolChoice("none")))
+    events = await collect(
+        backend, ASK, ChatRequest(tools=(WEATHER,), tool_choice=ToolChoice("none"))
+    )
     assert "tools" not in fake.generation_requests()[-1]
     assert not any(isinstance(e, ToolCall) for e in events)
 
@@ -140,7 +163,9 @@ async def test_a_named_function_is_the_only_tool_offered_and_the_model_is_told(
     )
     body = fake.generation_requests()[-1]
     assert [t["function"]["name"] for t in body["tools"]] == ["get_time"]
-    assert body["messages"][-1]["role"] == "system" and "get_time" in body["messages"][-1]["content"]
+    assert (
+        body["messages"][-1]["role"] == "system" and "get_time" in body["messages"][-1]["content"]
+    )
     assert [e.name for e in events if isinstance(e, ToolCall)] == ["get_time"]
 
 
@@ -148,7 +173,9 @@ async def test_a_required_call_the_model_does_not_make_fails_clearly(
     backend: OllamaBackend, fake: FakeOllama
 ) -> None:
     fake.tool_caller = lambda body: []  # the model answers in text
-    events = backend.chat_stream(ASK, SamplingOptions(), ChatRequest(tools=(WEATHER,), tool_choice=ToolChoice("required")))
+    events = backend.chat_stream(
+        ASK, SamplingOptions(), ChatRequest(tools=(WEATHER,), tool_choice=ToolChoice("required"))
+    )
     seen: list[StreamEvent] = []
     with pytest.raises(BackendUnsupported) as caught:
         async with contextlib.aclosing(events):
@@ -162,9 +189,14 @@ async def test_a_required_call_the_model_does_not_make_fails_clearly(
 async def test_json_and_schema_formats_are_ollamas_format_field(
     backend: OllamaBackend, fake: FakeOllama
 ) -> None:
-    schema = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
-              "required": ["name", "age"]}
-    events = await collect(backend, ASK, ChatRequest(response_format=ResponseFormat.json_schema(schema)))
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+        "required": ["name", "age"],
+    }
+    events = await collect(
+        backend, ASK, ChatRequest(response_format=ResponseFormat.json_schema(schema))
+    )
     assert fake.generation_requests()[-1]["format"] == schema
     answer = json.loads("".join(e.text for e in events if isinstance(e, Delta)))
     assert set(answer) == {"name", "age"} and isinstance(answer["age"], int)

@@ -16,7 +16,9 @@ from grpc_status import rpc_status
 from tandem.backends.base import ChatTurn
 from tandem.conversions import (
     options_from_proto,
+    request_from_proto,
     seconds_to_duration,
+    tools_from_proto,
     turns_from_proto,
     turns_to_proto,
 )
@@ -33,6 +35,7 @@ from tandem_gateway.workers import NoWorkerError, WorkerLink
 log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 5.0
+_JSON_FORMATS = (common_pb2.RESPONSE_FORMAT_TYPE_JSON, common_pb2.RESPONSE_FORMAT_TYPE_JSON_SCHEMA)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +108,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
     ) -> gateway_pb2.ClassifyResponse:
         try:
             turns = self._turns(request)
+            tools_from_proto(request.tools)
         except RichStatusError as exc:
             await abort(context, exc.status)
         decision = await self._guard.decide(turns)
@@ -128,8 +132,13 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
         try:
             turns = self._turns(request)
             options_from_proto(request.options)
+            chat = request_from_proto(
+                request.tools, request.tool_choice, request.response_format, request.model
+            )
         except RichStatusError as exc:
             await abort(context, exc.status)
+        if chat.model is not None and (unknown := self._cluster.pool.unserved(chat.model)):
+            await abort(context, unknown)  # NOT_FOUND before screening: the client's to fix
         screening = self._guard.screen(turns)
         if screening.decision is None and self._routing.speculative:
             events = self._speculative_route(request, screening, context, started, request_id)
@@ -225,16 +234,32 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
         started: float,
         difficulty: str | None,
     ) -> tuple[worker_pb2.GenerateRequest, float]:
-        """The worker request (secrets redacted, per-difficulty defaults) and its time budget."""
+        """The worker request (secrets redacted, per-difficulty defaults) and its time budget.
+
+        Tools, tool choice, response format and model pass through unchanged. With
+        tools offered or JSON asked for, no per-difficulty max_tokens is set: a
+        cut tool call or JSON document is worthless (the client's own max_tokens
+        and the deadline still bound it).
+        """
         messages = turns_to_proto(screening.turns) if screening.redacted else request.messages
         options = common_pb2.GenerationOptions()
         options.CopyFrom(request.options)
         defaults = self._routing.for_difficulty(difficulty)
-        if defaults is not None and not options.HasField("max_tokens"):
+        structured = bool(request.tools) or request.response_format.type in _JSON_FORMATS
+        if defaults is not None and not options.HasField("max_tokens") and not structured:
             options.max_tokens = defaults.max_tokens
         budget_s = self._remaining(context, started, defaults.deadline_s if defaults else None)
         priority = defaults.priority if defaults else 0
-        return worker_pb2.GenerateRequest(messages=messages, options=options, priority=priority), budget_s
+        generate = worker_pb2.GenerateRequest(
+            messages=messages,
+            options=options,
+            priority=priority,
+            tools=request.tools,
+            tool_choice=request.tool_choice,
+            response_format=request.response_format,
+            model=request.model,
+        )
+        return generate, budget_s
 
     async def _worker_events(
         self,
@@ -249,7 +274,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
         deadline = started + budget_s
         tried: set[str] = set()
         while True:
-            link = await self._choose_worker(tried, deadline)
+            link = await self._choose_worker(tried, deadline, generate.model or None)
             tried.add(link.address)
             relay = _Relay(link, started)
             try:
@@ -274,10 +299,12 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
         budget = limit - (time.monotonic() - started)
         return max(0.0, budget if remaining is None else min(remaining, budget))
 
-    async def _choose_worker(self, tried: set[str], deadline: float) -> WorkerLink:
+    async def _choose_worker(
+        self, tried: set[str], deadline: float, model: str | None
+    ) -> WorkerLink:
         wait_s = min(self._worker_connect_timeout_s, max(0.0, deadline - time.monotonic()))
         try:
-            return await self._cluster.pool.wait_for_worker(tried, wait_s)
+            return await self._cluster.pool.wait_for_worker(tried, wait_s, model)
         except NoWorkerError as exc:
             raise RichStatusError(exc.status) from exc
 
@@ -321,6 +348,10 @@ class _Relay:
                     if first_token_at is None:
                         first_token_at = time.monotonic()
                     yield gateway_pb2.RouteResponse(delta=response.delta)
+                elif response.HasField("tool_call"):
+                    if first_token_at is None:
+                        first_token_at = time.monotonic()
+                    yield gateway_pb2.RouteResponse(tool_call=response.tool_call)
                 elif response.HasField("summary"):
                     summary = self._summary(response.summary, first_token_at)
                     # Let the worker's call end by itself (its status follows at once)

@@ -18,10 +18,11 @@ from datetime import UTC, datetime
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tandem.backends.base import same_model
 from tandem.changes import ChangeSignal
 from tandem.node_status import timestamp
 from tandem.serving import CHANNEL_OPTIONS
-from tandem.status import RichStatus, unavailable
+from tandem.status import RichStatus, model_not_found, unavailable
 from tandem.v1 import gateway_pb2, worker_pb2, worker_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,23 @@ class WorkerLink:
     @property
     def serving(self) -> bool:
         return self.state == gateway_pb2.WORKER_STATE_SERVING
+
+    @property
+    def served_models(self) -> list[str]:
+        """The models it advertised (an older worker: just its own model)."""
+        if self.node is None:
+            return []
+        return list(self.node.served_models) or ([self.node.model] if self.node.model else [])
+
+    def serves(self, model: str | None) -> bool:
+        return model is None or any(same_model(name, model) for name in self.served_models)
+
+    def has_loaded(self, model: str | None) -> bool:
+        if self.node is None:
+            return False
+        if model is None:
+            return self.node.model_loaded
+        return any(same_model(loaded.name, model) for loaded in self.node.loaded_models)
 
     def start(self) -> None:
         self._tasks = [
@@ -235,17 +253,43 @@ class WorkerPool:
         for link in self.links:
             link.start()
 
-    def pick(self, exclude: set[str] = frozenset()) -> WorkerLink | None:  # type: ignore[assignment]
-        candidates = [l for l in self.links if l.serving and l.address not in exclude]
+    def pick(
+        self,
+        exclude: set[str] = frozenset(),  # type: ignore[assignment]
+        model: str | None = None,
+    ) -> WorkerLink | None:
+        """A serving worker that serves ``model`` (None: the default), preferring
+        one where it is loaded, then the least busy."""
+        candidates = [
+            l for l in self.links if l.serving and l.address not in exclude and l.serves(model)
+        ]
         if not candidates:
             return None
-        return min(candidates, key=lambda l: (not (l.node and l.node.model_loaded), l.in_flight))
+        return min(candidates, key=lambda l: (not l.has_loaded(model), l.in_flight))
 
-    async def wait_for_worker(self, exclude: set[str], timeout_s: float) -> WorkerLink:
-        """A serving worker, waiting up to ``timeout_s`` for one to appear."""
+    def routable_models(self) -> list[str]:
+        """Every model some worker the gateway has heard from serves, defaults first."""
+        names: list[str] = []
+        for link in self.links:
+            names.extend(n for n in link.served_models if not any(same_model(n, m) for m in names))
+        return names
+
+    def unserved(self, model: str) -> RichStatus | None:
+        """NOT_FOUND when no worker the gateway has heard from serves ``model``;
+        None if one does, or if no worker was heard from yet (that is UNAVAILABLE)."""
+        if not any(link.node is not None for link in self.links):
+            return None
+        if any(link.serves(model) for link in self.links):
+            return None
+        return model_not_found(model, self.routable_models(), where="any worker")
+
+    async def wait_for_worker(
+        self, exclude: set[str], timeout_s: float, model: str | None = None
+    ) -> WorkerLink:
+        """A serving worker (for ``model``), waiting up to ``timeout_s`` for one to appear."""
         deadline = time.monotonic() + timeout_s
         while True:
-            link = self.pick(exclude)
+            link = self.pick(exclude, model)
             if link is not None:
                 return link
             remaining = deadline - time.monotonic()

@@ -200,11 +200,8 @@ def tools_from_proto(tools: Sequence[common_pb2.ToolDefinition]) -> tuple[ToolDe
                 invalid_argument(f"{where}.name", f"{tool.name!r} is defined twice")
             )
         seen.add(tool.name)
-        parameters = (
-            struct_to_dict(tool.parameters)
-            if tool.HasField("parameters")
-            else {"type": "object", "properties": {}}
-        )
+        # No parameters (or {}) is a function without arguments, as OpenAI reads it.
+        parameters = struct_to_dict(tool.parameters) or {"type": "object", "properties": {}}
         check_object_schema(parameters, f"{where}.parameters")
         definitions.append(ToolDefinition(tool.name, tool.description, parameters))
     return tuple(definitions)

@@ -59,6 +59,7 @@ async def running_worker(settings: WorkerSettings) -> AsyncIterator[RunningWorke
         max_prompt_chars=settings.max_prompt_chars,
         max_generation_s=settings.max_generation_s,
         coalesce_after_s=settings.coalesce_after_ms / 1000,
+        served_models=settings.served_models if backend.kind == "ollama" else (),
     )
     metrics = StreamMetrics.create("tandem_worker")
     metrics.registry.register(GaugeCollector(lambda: _live_gauges(monitor, admission)))

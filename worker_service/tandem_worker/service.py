@@ -10,11 +10,23 @@ from collections.abc import AsyncIterator, Sequence
 
 import grpc
 
-from tandem.backends import BackendError, BackendUnavailable, ChatTurn, Delta, Done, SamplingOptions
+from tandem.backends import (
+    BackendError,
+    BackendUnavailable,
+    ChatRequest,
+    ChatTurn,
+    Delta,
+    Done,
+    SamplingOptions,
+    ToolCall,
+)
+from tandem.backends.base import same_model
 from tandem.conversions import (
     finish_reason_to_proto,
     options_from_proto,
+    request_from_proto,
     seconds_to_duration,
+    tool_call_to_proto,
     turns_from_proto,
     usage_to_proto,
 )
@@ -25,6 +37,7 @@ from tandem.status import (
     abort,
     deadline_exceeded,
     from_backend_error,
+    model_not_found,
     resource_exhausted,
 )
 from tandem.v1 import common_pb2, worker_pb2, worker_pb2_grpc
@@ -47,8 +60,11 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         max_prompt_chars: int,
         max_generation_s: float,
         coalesce_after_s: float = 0.0,
+        served_models: Sequence[str] = (),
     ) -> None:
         self._node = node
+        # The models a request may name; the backend's own first (the default).
+        self.served_models = served_model_list(node.backend.model, served_models)
         self._admission = admission
         self._max_prompt_chars = max_prompt_chars
         self._max_generation_s = max_generation_s
@@ -62,8 +78,15 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         try:
             turns = turns_from_proto(request.messages, max_chars=self._max_prompt_chars)
             options = options_from_proto(request.options)
+            chat = request_from_proto(
+                request.tools, request.tool_choice, request.response_format, request.model
+            )
         except RichStatusError as exc:
             await abort(context, exc.status)
+        if chat.model is not None and not any(same_model(m, chat.model) for m in self.served_models):
+            await abort(
+                context, model_not_found(chat.model, self.served_models, where=self._node.name)
+            )
         remaining = context.time_remaining()
         budget = self._max_generation_s if remaining is None else min(remaining, self._max_generation_s)
         node = self._node
@@ -72,7 +95,7 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         try:
             with node.calls.track():
                 async with asyncio.timeout(budget), self._admission.slot(request.priority):
-                    events = relay.run(turns, options)
+                    events = relay.run(turns, options, chat)
                     if self._coalesce_after_s > 0:
                         events = coalesced(events, behind_after_s=self._coalesce_after_s)
                     async with contextlib.aclosing(events):
@@ -103,7 +126,17 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         await self._node.refresh()
         status = self._node.status(queued=self._admission.queued)
         status.generations_in_flight = self._admission.running
+        status.served_models.extend(self.served_models)
         return status
+
+
+def served_model_list(own: str, configured: Sequence[str]) -> list[str]:
+    """The backend's own model first, then the configured ones not already listed."""
+    served = [own]
+    for name in configured:
+        if not any(same_model(name, known) for known in served):
+            served.append(name)
+    return served
 
 
 class _Relay:
@@ -114,13 +147,15 @@ class _Relay:
         self._started = started
         self.started = False
         self.first_token_at: float | None = None
+        self._model = node.backend.model
 
     async def run(
-        self, turns: Sequence[ChatTurn], options: SamplingOptions
+        self, turns: Sequence[ChatTurn], options: SamplingOptions, chat: ChatRequest
     ) -> AsyncIterator[worker_pb2.GenerateResponse]:
         self.started = True
+        self._model = chat.model or self._node.backend.model
         for attempt in (1, 2):
-            events = self._node.backend.chat_stream(turns, options)
+            events = self._node.backend.chat_stream(turns, options, chat)
             try:
                 async with contextlib.aclosing(events):
                     async for event in events:
@@ -128,6 +163,10 @@ class _Relay:
                             if self.first_token_at is None:
                                 self.first_token_at = time.monotonic()
                             yield worker_pb2.GenerateResponse(delta=common_pb2.TextDelta(text=event.text, tokens=1))
+                        elif isinstance(event, ToolCall):
+                            if self.first_token_at is None:
+                                self.first_token_at = time.monotonic()
+                            yield worker_pb2.GenerateResponse(tool_call=tool_call_to_proto(event))
                         elif isinstance(event, Done):
                             self._node.note_generation_succeeded()
                             yield worker_pb2.GenerateResponse(summary=self._summary(event))
@@ -150,6 +189,6 @@ class _Relay:
                 prompt_eval=seconds_to_duration(done.prompt_eval_s),
                 eval=seconds_to_duration(done.eval_s),
             ),
-            model=self._node.backend.model,
+            model=self._model,
             node=self._node.name,
         )

@@ -129,6 +129,15 @@ class ChatRequest:
 StreamEvent: TypeAlias = Delta | ToolCall | Done
 
 
+def same_model(candidate: str, wanted: str) -> bool:
+    """Model names as Ollama compares them: an untagged name means ':latest'."""
+    return _tagged(candidate) == _tagged(wanted)
+
+
+def _tagged(name: str) -> str:
+    return name if ":" in name else f"{name}:latest"
+
+
 @dataclass(frozen=True, slots=True)
 class LoadedModelInfo:
     name: str
