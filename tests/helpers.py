@@ -111,6 +111,7 @@ def rich_details(exc: grpc.aio.AioRpcError) -> list[Any]:
             error_details_pb2.RetryInfo,
             error_details_pb2.ErrorInfo,
             error_details_pb2.PreconditionFailure,
+            error_details_pb2.ResourceInfo,
         ):
             if detail.Is(kind.DESCRIPTOR):
                 message = kind()

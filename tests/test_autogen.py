@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -10,9 +11,12 @@ from autogen_agentchat.agents import AssistantAgent
 from autogen_agentchat.base import TaskResult
 from autogen_agentchat.messages import ModelClientStreamingChunkEvent, TextMessage
 from autogen_core import CancellationToken, FunctionCall
+from autogen_core.tools import FunctionTool
+from pydantic import BaseModel
 from autogen_core.models import (
     AssistantMessage,
     ChatCompletionClient,
+    CreateResult,
     FunctionExecutionResult,
     FunctionExecutionResultMessage,
     SystemMessage,
@@ -209,3 +213,80 @@ async def test_the_documented_example_runs_as_written(
     result = await run_example("autogen_agent.py", TANDEM_CLIENT_GATEWAY=gateway.address)
     assert result.returncode == 0, result.stderr
     assert "def reverse(s): return s[::-1]" in result.stdout
+
+
+def get_weather(city: str) -> str:
+    """The current weather in a city."""
+    return f"Sunny and 21 C in {city}"
+
+
+async def test_an_agent_calls_a_tool_and_answers_with_its_result(
+    gateway: RunningGateway, worker_ollama: FakeOllama
+) -> None:
+    """The model calls the tool, the agent runs it, the result goes back, the answer arrives."""
+    client = TandemChatCompletionClient(gateway.address)
+    agent = AssistantAgent(
+        "assistant",
+        model_client=client,
+        tools=[FunctionTool(get_weather, description="The current weather in a city")],
+        reflect_on_tool_use=True,
+    )
+    result = await agent.run(task="What is the weather in Paris?")
+    await client.close()
+
+    kinds = [type(m).__name__ for m in result.messages]
+    assert kinds == [
+        "TextMessage",
+        "ToolCallRequestEvent",
+        "ToolCallExecutionEvent",
+        "TextMessage",
+    ]
+    [request] = result.messages[1].content  # type: ignore[union-attr]
+    assert request.name == "get_weather" and json.loads(request.arguments) == {"city": "example"}
+    [executed] = result.messages[2].content  # type: ignore[union-attr]
+    assert executed.content == "Sunny and 21 C in example" and executed.call_id == request.id
+    assert result.messages[-1].content == (
+        "The tool get_weather answered: Sunny and 21 C in example"
+    )
+    first, second = worker_ollama.generation_requests()
+    assert first["tools"][0]["function"]["name"] == "get_weather"
+    assert first["tools"][0]["function"]["parameters"]["required"] == ["city"]
+    # The reflection call carried the call and its result, tied by the call id.
+    assert second["messages"][-2]["tool_calls"][0]["id"] == request.id
+    assert second["messages"][-1] == {
+        "role": "tool",
+        "content": "Sunny and 21 C in example",
+        "tool_name": "get_weather",
+        "tool_call_id": request.id,
+    }
+    # Usage of both calls is counted (the fake counts 8 tokens per tool call, then words).
+    assert client.total_usage().completion_tokens == 8 + 10
+    assert result.messages[1].models_usage is not None
+
+
+async def test_create_returns_function_calls_and_structured_output(
+    gateway: RunningGateway, worker_ollama: FakeOllama
+) -> None:
+    client = TandemChatCompletionClient(gateway.address)
+    tool = FunctionTool(get_weather, description="The current weather in a city")
+    messages = [UserMessage(content="Weather in Rome?", source="user")]
+    called = await client.create(messages, tools=[tool], tool_choice=tool)
+    streamed = [part async for part in client.create_stream(messages, tools=[tool.schema])]
+
+    class Forecast(BaseModel):
+        city: str
+        temp_c: int
+
+    structured = await client.create(messages, json_output=Forecast)
+    await client.close()
+
+    assert called.finish_reason == "function_calls"
+    [call] = called.content  # type: ignore[misc]
+    assert isinstance(call, FunctionCall) and call.name == "get_weather"
+    assert isinstance(streamed[-1], CreateResult) and streamed[-1].finish_reason == "function_calls"
+    requests = worker_ollama.generation_requests()
+    assert requests[0]["messages"][-1]["role"] == "system"  # told to call get_weather
+    assert "get_weather" in requests[0]["messages"][-1]["content"]
+    forecast = Forecast.model_validate_json(structured.content)  # type: ignore[arg-type]
+    assert forecast.city == worker_ollama.reply and isinstance(forecast.temp_c, int)
+    assert requests[-1]["format"]["required"] == ["city", "temp_c"]
