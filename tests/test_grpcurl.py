@@ -90,3 +90,27 @@ async def test_describe_works_without_proto_files(gateway: RunningGateway, servi
     )
     assert result.returncode == 0, result.stderr
     assert "oneof event" in result.stdout
+
+
+def docs_tool_example() -> str:
+    """The grpcurl line of docs/clients.md's tool example (the README's block comes later)."""
+    text = (README.parent / "docs/clients.md").read_text()
+    block = re.search(r"<!-- grpcurl-tools-example -->\s*```sh\n(.*?)```", text, re.DOTALL)
+    assert block, "docs/clients.md lost its grpcurl tool example"
+    [line] = [line for line in block.group(1).splitlines() if line.startswith("grpcurl ")]
+    return line
+
+
+async def test_the_documented_tool_route_works(
+    gateway: RunningGateway, worker: RunningWorker, worker_ollama: FakeOllama
+) -> None:
+    result = await asyncio.to_thread(run, docs_tool_example(), gateway.address, worker.address)
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(chunk) for chunk in _json_objects(result.stdout)]
+    assert [list(e) for e in events] == [["decision"], ["tool_call"], ["summary"]]
+    call = events[1]["tool_call"]
+    assert call["name"] == "get_weather" and call["arguments"] == {"city": "example"}
+    assert call["id"].startswith("call_")
+    assert events[2]["summary"]["finish_reason"] == "FINISH_REASON_TOOL_CALLS"
+    [sent] = worker_ollama.generation_requests()
+    assert sent["tools"][0]["function"]["parameters"]["required"] == ["city"]
