@@ -25,6 +25,7 @@ from tandem.sdk import (
 from tandem.sdk.tools import response_format_of
 from tandem_gateway.server import RunningGateway
 from tests.fake_ollama import FakeOllama
+from tests.test_sdk import ROOT, docs_block, run_example
 
 
 def get_weather(city: str, days: int = 1) -> str:
@@ -134,3 +135,15 @@ def test_response_format_values() -> None:
     assert response_format_of({"type": "object"}) == ResponseFormat.json_schema({"type": "object"})
     with pytest.raises(ValueError, match="schema"):
         response_format_of("yaml")
+
+
+async def test_the_documented_tool_example_runs_as_written(
+    gateway: RunningGateway, worker_ollama: FakeOllama
+) -> None:
+    assert docs_block("sdk-tools-example") == (ROOT / "examples/sdk_tools.py").read_text()
+    result = await run_example("sdk_tools.py", TANDEM_CLIENT_GATEWAY=gateway.address)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "[calling get_weather({'city': 'example'})]"
+    assert lines[1] == "The tool get_weather answered: Sunny and 21 C in example"
+    assert lines[2].startswith("name=") and "population=3" in lines[2]
