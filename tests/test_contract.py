@@ -50,7 +50,7 @@ def test_every_enum_starts_with_unspecified() -> None:
 
 def test_route_response_is_a_oneof_of_decision_delta_summary() -> None:
     oneof = gateway_pb2.RouteResponse.DESCRIPTOR.oneofs_by_name["event"]
-    assert [f.name for f in oneof.fields] == ["decision", "delta", "summary"]
+    assert [f.name for f in oneof.fields] == ["decision", "delta", "summary", "tool_call"]
     assert [v.name for v in common_pb2.Role.DESCRIPTOR.values] == [
         "ROLE_UNSPECIFIED", "ROLE_SYSTEM", "ROLE_USER", "ROLE_ASSISTANT", "ROLE_TOOL",
     ]
