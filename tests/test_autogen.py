@@ -198,6 +198,10 @@ async def test_messages_model_info_and_config_round_trip() -> None:
     messages = [UserMessage(content="x" * 40, source="user")]
     assert client.count_tokens(messages) == 14
     assert client.remaining_tokens(messages) == 4096 - 14
+    weather = FunctionTool(get_weather, description="The current weather in a city")
+    assert client.count_tokens(messages, tools=[weather]) > 14 + 20  # the schema counts
+    called = [AssistantMessage(content=[FunctionCall(id="1", name="f", arguments='{"q": "' + "y" * 40 + '"}')], source="a")]
+    assert client.count_tokens(called) >= 4 + 12  # the arguments count
     with pytest.raises(ValueError, match="not a JSON object"):
         to_turns([AssistantMessage(content=[FunctionCall(id="2", name="f", arguments="[1]")], source="a")])
     loaded = ChatCompletionClient.load_component(client.dump_component())

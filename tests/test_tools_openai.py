@@ -11,7 +11,7 @@ import openai
 import pytest
 from pydantic import BaseModel
 
-from tandem.openai_compat.server import RunningEndpoint, running_openai_endpoint
+from tandem.openai_compat.server import running_openai_endpoint
 from tandem_gateway.server import RunningGateway
 from tests.fake_ollama import FakeOllama
 from tests.helpers import GUARD_S
@@ -43,11 +43,13 @@ def when_asked(*calls: tuple[str, dict[str, Any]]) -> Any:
 
 @pytest.fixture
 async def client(gateway: RunningGateway) -> AsyncIterator[openai.AsyncOpenAI]:
-    async with running_openai_endpoint(endpoint_settings(gateway.address)) as running:
-        async with openai.AsyncOpenAI(
+    async with (
+        running_openai_endpoint(endpoint_settings(gateway.address)) as running,
+        openai.AsyncOpenAI(
             base_url=running.base_url, api_key="unused", max_retries=0, timeout=GUARD_S
-        ) as openai_client:
-            yield openai_client
+        ) as openai_client,
+    ):
+        yield openai_client
 
 
 async def test_a_two_step_tool_round_trip(

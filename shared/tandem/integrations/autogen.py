@@ -269,10 +269,15 @@ class TandemChatCompletionClient(ChatCompletionClient, Component[TandemChatCompl
     def count_tokens(
         self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []
     ) -> int:
-        """An estimate (4 characters a token): the real tokenizers run on the nodes."""
-        return sum(
-            _TOKENS_PER_MESSAGE + math.ceil(len(turn.content) / _CHARS_PER_TOKEN)
+        """An estimate (4 characters a token): the real tokenizers run on the nodes.
+        Tool calls and tool definitions count as their JSON."""
+        chars = [
+            len(turn.content) + sum(len(_json(c.arguments)) + len(c.name) for c in turn.tool_calls)
             for turn in to_turns(messages)
+        ]
+        definitions = sum(len(_json(dataclasses.asdict(tool_definition(t)))) for t in tools)
+        return sum(_TOKENS_PER_MESSAGE + math.ceil(n / _CHARS_PER_TOKEN) for n in chars) + (
+            math.ceil(definitions / _CHARS_PER_TOKEN)
         )
 
     def remaining_tokens(
@@ -336,7 +341,11 @@ def _response_format(json_output: bool | type[BaseModel] | None) -> ResponseForm
 
 
 def _function_call(call: ToolCall) -> FunctionCall:
-    return FunctionCall(id=call.id, name=call.name, arguments=json.dumps(dict(call.arguments)))
+    return FunctionCall(id=call.id, name=call.name, arguments=_json(call.arguments))
+
+
+def _json(value: Mapping[str, Any]) -> str:
+    return json.dumps(dict(value))
 
 
 def to_turns(messages: Sequence[LLMMessage]) -> list[ChatTurn]:
