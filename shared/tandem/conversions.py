@@ -12,8 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from google.protobuf import duration_pb2, json_format, struct_pb2
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf import json_format, struct_pb2
 
 from tandem.backends.base import (
     ChatRequest,
@@ -26,7 +25,7 @@ from tandem.backends.base import (
     ToolChoice,
     ToolDefinition,
 )
-from tandem.status import RichStatusError, invalid_argument
+from tandem.errors import InvalidArgument, NotFound
 from tandem.v1 import common_pb2
 
 _ROLE_NAMES: dict[int, RoleName] = {
@@ -58,7 +57,7 @@ def turns_from_proto(
     can recurse into it.
     """
     if not messages:
-        raise RichStatusError(invalid_argument("messages", "at least one message is required"))
+        raise InvalidArgument("messages", "at least one message is required")
     turns: list[ChatTurn] = []
     total = 0
     calls_made: set[str] = set()
@@ -66,41 +65,31 @@ def turns_from_proto(
         role = _ROLE_NAMES.get(message.role)
         if role is None:
             label = "ROLE_UNSPECIFIED" if message.role == 0 else f"unknown value {message.role}"
-            raise RichStatusError(
-                invalid_argument(
-                    f"messages[{index}].role",
-                    f"{label}; use ROLE_SYSTEM, ROLE_USER, ROLE_ASSISTANT or ROLE_TOOL",
-                )
+            raise InvalidArgument(
+                f"messages[{index}].role",
+                f"{label}; use ROLE_SYSTEM, ROLE_USER, ROLE_ASSISTANT or ROLE_TOOL",
             )
         if not message.content.strip() and not (role == "assistant" and message.tool_calls):
-            raise RichStatusError(
-                invalid_argument(f"messages[{index}].content", "must not be empty")
-            )
+            raise InvalidArgument(f"messages[{index}].content", "must not be empty")
         if "\x00" in message.content:
-            raise RichStatusError(
-                invalid_argument(
-                    f"messages[{index}].content",
-                    f"contains a NUL character (U+0000) at offset {message.content.index(chr(0))}",
-                )
+            raise InvalidArgument(
+                f"messages[{index}].content",
+                f"contains a NUL character (U+0000) at offset {message.content.index(chr(0))}",
             )
         calls = _checked_calls(message, role, index, calls_made)
         total += len(message.content) + sum(len(_json(call.arguments)) for call in calls)
         if total > max_chars:
-            raise RichStatusError(
-                invalid_argument(
-                    "messages",
-                    f"the conversation exceeds the limit of {max_chars} characters "
-                    f"(at messages[{index}])",
-                )
+            raise InvalidArgument(
+                "messages",
+                f"the conversation exceeds the limit of {max_chars} characters "
+                f"(at messages[{index}])",
             )
         if max_tool_nesting is not None and role == "tool":
             depth = bracket_depth(message.content, stop_above=max_tool_nesting)
             if depth > max_tool_nesting:
-                raise RichStatusError(
-                    invalid_argument(
-                        f"messages[{index}].content",
-                        f"tool content nests brackets deeper than the limit of {max_tool_nesting}",
-                    )
+                raise InvalidArgument(
+                    f"messages[{index}].content",
+                    f"tool content nests brackets deeper than the limit of {max_tool_nesting}",
                 )
         turns.append(
             ChatTurn(
@@ -112,11 +101,9 @@ def turns_from_proto(
             )
         )
     if turns[-1].role == "assistant":
-        raise RichStatusError(
-            invalid_argument(
-                f"messages[{len(turns) - 1}].role",
-                "the last message must not be ROLE_ASSISTANT; there is nothing to answer",
-            )
+        raise InvalidArgument(
+            f"messages[{len(turns) - 1}].role",
+            "the last message must not be ROLE_ASSISTANT; there is nothing to answer",
         )
     return turns
 
@@ -132,33 +119,25 @@ def _checked_calls(
     """
     where = f"messages[{index}]"
     if message.tool_calls and role != "assistant":
-        raise RichStatusError(
-            invalid_argument(f"{where}.tool_calls", "only a ROLE_ASSISTANT message calls tools")
-        )
+        raise InvalidArgument(f"{where}.tool_calls", "only a ROLE_ASSISTANT message calls tools")
     if message.tool_call_id and role != "tool":
-        raise RichStatusError(
-            invalid_argument(f"{where}.tool_call_id", "only a ROLE_TOOL message answers a call")
-        )
+        raise InvalidArgument(f"{where}.tool_call_id", "only a ROLE_TOOL message answers a call")
     if role == "tool" and message.tool_call_id and message.tool_call_id not in calls_made:
-        raise RichStatusError(
-            invalid_argument(
-                f"{where}.tool_call_id",
-                f"{message.tool_call_id!r} answers no tool call made earlier in the conversation",
-            )
+        raise InvalidArgument(
+            f"{where}.tool_call_id",
+            f"{message.tool_call_id!r} answers no tool call made earlier in the conversation",
         )
     if message.tool_name and not TOOL_NAME.fullmatch(message.tool_name):
-        raise RichStatusError(invalid_argument(f"{where}.tool_name", _BAD_NAME))
+        raise InvalidArgument(f"{where}.tool_name", _BAD_NAME)
     calls = []
     for number, call in enumerate(message.tool_calls):
         field_prefix = f"{where}.tool_calls[{number}]"
         if not TOOL_NAME.fullmatch(call.name):
-            raise RichStatusError(invalid_argument(f"{field_prefix}.name", _BAD_NAME))
+            raise InvalidArgument(f"{field_prefix}.name", _BAD_NAME)
         if call.id:
             if call.id in calls_made:
-                raise RichStatusError(
-                    invalid_argument(
-                        f"{field_prefix}.id", f"{call.id!r} is used by an earlier tool call"
-                    )
+                raise InvalidArgument(
+                    f"{field_prefix}.id", f"{call.id!r} is used by an earlier tool call"
                 )
             calls_made.add(call.id)
         calls.append(tool_call_from_proto(call))
@@ -186,19 +165,17 @@ def request_from_proto(
 
 def tools_from_proto(tools: Sequence[common_pb2.ToolDefinition]) -> tuple[ToolDefinition, ...]:
     if len(tools) > MAX_TOOLS:
-        raise RichStatusError(invalid_argument("tools", f"at most {MAX_TOOLS} tools"))
+        raise InvalidArgument("tools", f"at most {MAX_TOOLS} tools")
     seen: set[str] = set()
     definitions = []
     for index, tool in enumerate(tools):
         where = f"tools[{index}]"
         if not tool.name:
-            raise RichStatusError(invalid_argument(f"{where}.name", "a tool needs a name"))
+            raise InvalidArgument(f"{where}.name", "a tool needs a name")
         if not TOOL_NAME.fullmatch(tool.name):
-            raise RichStatusError(invalid_argument(f"{where}.name", _BAD_NAME))
+            raise InvalidArgument(f"{where}.name", _BAD_NAME)
         if tool.name in seen:
-            raise RichStatusError(
-                invalid_argument(f"{where}.name", f"{tool.name!r} is defined twice")
-            )
+            raise InvalidArgument(f"{where}.name", f"{tool.name!r} is defined twice")
         seen.add(tool.name)
         # No parameters (or {}) is a function without arguments, as OpenAI reads it.
         parameters = struct_to_dict(tool.parameters) or {"type": "object", "properties": {}}
@@ -211,21 +188,17 @@ def check_object_schema(schema: Mapping[str, Any], field: str) -> None:
     """A JSON Schema for a JSON object: ``type`` "object", and ``properties``
     (if given) an object of schemas, ``required`` a list of property names."""
     if schema.get("type") != "object":
-        raise RichStatusError(
-            invalid_argument(field, 'must be a JSON-schema object schema ({"type": "object", ...})')
+        raise InvalidArgument(
+            field, 'must be a JSON-schema object schema ({"type": "object", ...})'
         )
     properties = schema.get("properties", {})
     if not isinstance(properties, Mapping) or not all(
         isinstance(value, Mapping) for value in properties.values()
     ):
-        raise RichStatusError(
-            invalid_argument(f"{field}.properties", "must map each property name to a schema")
-        )
+        raise InvalidArgument(f"{field}.properties", "must map each property name to a schema")
     required = schema.get("required", [])
     if not isinstance(required, list) or not all(isinstance(name, str) for name in required):
-        raise RichStatusError(
-            invalid_argument(f"{field}.required", "must be a list of property names")
-        )
+        raise InvalidArgument(f"{field}.required", "must be a list of property names")
 
 
 def tool_choice_from_proto(
@@ -235,22 +208,16 @@ def tool_choice_from_proto(
     if kind == "function":
         names = [tool.name for tool in tools]
         if choice.function not in names:
-            raise RichStatusError(
-                invalid_argument(
-                    "tool_choice.function",
-                    f"{choice.function!r} is not one of the request's tools {names}",
-                )
+            raise InvalidArgument(
+                "tool_choice.function",
+                f"{choice.function!r} is not one of the request's tools {names}",
             )
         return ToolChoice.named(choice.function)
     mode = _TOOL_CHOICE_MODES.get(choice.mode) if kind == "mode" else "auto"
     if mode is None:
-        raise RichStatusError(
-            invalid_argument("tool_choice.mode", f"unknown value {choice.mode}")
-        )
+        raise InvalidArgument("tool_choice.mode", f"unknown value {choice.mode}")
     if mode == "required" and not tools:
-        raise RichStatusError(
-            invalid_argument("tool_choice.mode", "TOOL_CHOICE_MODE_REQUIRED needs tools")
-        )
+        raise InvalidArgument("tool_choice.mode", "TOOL_CHOICE_MODE_REQUIRED needs tools")
     return ToolChoice(mode)
 
 
@@ -266,23 +233,17 @@ def response_format_from_proto(value: common_pb2.ResponseFormat) -> ResponseForm
     has_schema = value.HasField("schema")
     if value.type == common_pb2.RESPONSE_FORMAT_TYPE_JSON_SCHEMA:
         if not has_schema:
-            raise RichStatusError(
-                invalid_argument(
-                    "response_format.schema", "RESPONSE_FORMAT_TYPE_JSON_SCHEMA needs a schema"
-                )
+            raise InvalidArgument(
+                "response_format.schema", "RESPONSE_FORMAT_TYPE_JSON_SCHEMA needs a schema"
             )
         schema = struct_to_dict(value.schema)
         check_object_schema(schema, "response_format.schema")
         return ResponseFormat.json_schema(schema, value.name)
     if value.type not in _PLAIN_FORMATS:
-        raise RichStatusError(
-            invalid_argument("response_format.type", f"unknown value {value.type}")
-        )
+        raise InvalidArgument("response_format.type", f"unknown value {value.type}")
     if has_schema:
-        raise RichStatusError(
-            invalid_argument(
-                "response_format.schema", "only RESPONSE_FORMAT_TYPE_JSON_SCHEMA takes a schema"
-            )
+        raise InvalidArgument(
+            "response_format.schema", "only RESPONSE_FORMAT_TYPE_JSON_SCHEMA takes a schema"
         )
     return ResponseFormat(_PLAIN_FORMATS[value.type])
 
@@ -298,13 +259,22 @@ def _model_name(model: str) -> str | None:
     if not model:
         return None
     if len(model) > 200 or not _MODEL_NAME.fullmatch(model):
-        raise RichStatusError(
-            invalid_argument("model", "must be a model name like qwen3-coder-next or llama3.1:8b")
-        )
+        raise InvalidArgument("model", "must be a model name like qwen3-coder-next or llama3.1:8b")
     return model
 
 
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]*")
+
+
+def model_not_served(model: str, available: Sequence[str], where: str) -> NotFound:
+    """NOT_FOUND for a model ``where`` does not serve, listing the ones it does."""
+    listed = ", ".join(available) or "none"
+    return NotFound(
+        f"model {model!r} is not served by {where}; available: {listed}",
+        resource_type="model",
+        resource_name=model,
+        available=available,
+    )
 
 
 def request_to_proto(request: ChatRequest) -> dict[str, Any]:
@@ -325,8 +295,10 @@ def request_to_proto(request: ChatRequest) -> dict[str, Any]:
         fields["tool_choice"] = common_pb2.ToolChoice(function=choice.function)
     elif choice.mode != "auto":
         fields["tool_choice"] = common_pb2.ToolChoice(
-            mode={"none": common_pb2.TOOL_CHOICE_MODE_NONE,
-                  "required": common_pb2.TOOL_CHOICE_MODE_REQUIRED}[choice.mode]
+            mode={
+                "none": common_pb2.TOOL_CHOICE_MODE_NONE,
+                "required": common_pb2.TOOL_CHOICE_MODE_REQUIRED,
+            }[choice.mode]
         )
     fmt = request.response_format
     if fmt.type == "json":
@@ -380,69 +352,6 @@ def bracket_depth(text: str, *, stop_above: int | None = None) -> int:
     return deepest
 
 
-def first_invalid_utf8_field(descriptor: Descriptor, data: bytes, prefix: str = "") -> str | None:
-    """The path (``messages[2].content``) of the first string field in ``data``
-    that is not valid UTF-8, reading the protobuf wire format by hand; None if
-    there is none or the bytes are not parseable wire format.
-
-    protobuf refuses such a message as a whole ("Error parsing message"); this
-    names the field for the INVALID_ARGUMENT a client gets.
-    """
-    counts: dict[int, int] = {}
-    pos = 0
-    try:
-        while pos < len(data):
-            key, pos = _varint(data, pos)
-            number, wire = key >> 3, key & 7
-            if wire == 0:
-                _, pos = _varint(data, pos)
-            elif wire == 1:
-                pos += 8
-            elif wire == 5:
-                pos += 4
-            elif wire == 2:
-                length, pos = _varint(data, pos)
-                chunk = data[pos : pos + length]
-                if len(chunk) != length:
-                    return None
-                pos += length
-                field = descriptor.fields_by_number.get(number)
-                if field is None:
-                    continue
-                seen = counts.get(number, 0)
-                counts[number] = seen + 1
-                name = f"{prefix}{field.name}"
-                if field.label == FieldDescriptor.LABEL_REPEATED:
-                    name = f"{name}[{seen}]"
-                if field.type == FieldDescriptor.TYPE_STRING:
-                    try:
-                        chunk.decode("utf-8")
-                    except UnicodeDecodeError as exc:
-                        return f"{name} (invalid UTF-8 at byte {exc.start})"
-                elif field.type == FieldDescriptor.TYPE_MESSAGE:
-                    inner = first_invalid_utf8_field(field.message_type, chunk, f"{name}.")
-                    if inner is not None:
-                        return inner
-            else:
-                return None
-    except IndexError:
-        return None
-    return None
-
-
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise IndexError("varint too long")
-
-
 def struct_to_dict(value: struct_pb2.Struct) -> dict[str, object]:
     """A Struct as plain JSON values; whole numbers come back as ints (Struct keeps
     every number as a double, but ``{"n": 3}`` must stay ``3`` for a tool)."""
@@ -492,22 +401,18 @@ def options_from_proto(options: common_pb2.GenerationOptions) -> SamplingOptions
     """Validate generation options and convert them."""
     max_tokens = options.max_tokens if options.HasField("max_tokens") else None
     if max_tokens is not None and not 1 <= max_tokens <= MAX_TOKENS_LIMIT:
-        raise RichStatusError(
-            invalid_argument("options.max_tokens", f"must be between 1 and {MAX_TOKENS_LIMIT}")
-        )
+        raise InvalidArgument("options.max_tokens", f"must be between 1 and {MAX_TOKENS_LIMIT}")
     temperature = options.temperature if options.HasField("temperature") else None
     if temperature is not None and not (math.isfinite(temperature) and 0.0 <= temperature <= 2.0):
-        raise RichStatusError(invalid_argument("options.temperature", "must be between 0 and 2"))
+        raise InvalidArgument("options.temperature", "must be between 0 and 2")
     top_p = options.top_p if options.HasField("top_p") else None
     if top_p is not None and not (math.isfinite(top_p) and 0.0 < top_p <= 1.0):
-        raise RichStatusError(invalid_argument("options.top_p", "must be in (0, 1]"))
+        raise InvalidArgument("options.top_p", "must be in (0, 1]")
     if len(options.stop) > MAX_STOP_SEQUENCES:
-        raise RichStatusError(
-            invalid_argument("options.stop", f"at most {MAX_STOP_SEQUENCES} stop strings")
-        )
+        raise InvalidArgument("options.stop", f"at most {MAX_STOP_SEQUENCES} stop strings")
     for index, stop in enumerate(options.stop):
         if not stop:
-            raise RichStatusError(invalid_argument(f"options.stop[{index}]", "must not be empty"))
+            raise InvalidArgument(f"options.stop[{index}]", "must not be empty")
     return SamplingOptions(
         max_tokens=max_tokens,
         temperature=temperature,
@@ -515,12 +420,6 @@ def options_from_proto(options: common_pb2.GenerationOptions) -> SamplingOptions
         seed=options.seed if options.HasField("seed") else None,
         top_p=top_p,
     )
-
-
-def seconds_to_duration(seconds: float) -> duration_pb2.Duration:
-    duration = duration_pb2.Duration()
-    duration.FromNanoseconds(int(max(0.0, seconds) * 1e9))
-    return duration
 
 
 def finish_reason_to_proto(done: Done) -> common_pb2.FinishReason.ValueType:

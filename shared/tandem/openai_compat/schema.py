@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tandem.backends.base import ChatRequest
 from tandem.conversions import check_object_schema
+from tandem.errors import InvalidArgument
 from tandem.sdk import (
     ChatTurn,
     ResponseFormat,
@@ -24,7 +25,6 @@ from tandem.sdk import (
     ToolChoice,
     ToolDefinition,
 )
-from tandem.status import RichStatusError
 
 _ROLES: dict[str, Literal["system", "user", "assistant", "tool"]] = {
     "system": "system",
@@ -242,9 +242,8 @@ def _tool(spec: ToolSpec, index: int) -> ToolDefinition:
 def _check_schema(schema: dict[str, Any], param: str) -> None:
     try:
         check_object_schema(schema, param)
-    except RichStatusError as exc:
-        field = exc.status.message.split(": ", 1)[0]
-        raise UnsupportedRequest(field, exc.status.message, _INVALID) from exc
+    except InvalidArgument as exc:
+        raise UnsupportedRequest(exc.field, exc.message, _INVALID) from exc
 
 
 _INVALID = "invalid_argument"
