@@ -8,14 +8,26 @@ import json
 from collections.abc import AsyncIterator
 
 import grpc
+import openai
 import pytest
 from google.rpc import error_details_pb2
 
 from tandem.conversions import dict_to_struct
+from tandem.openai_compat.server import running_openai_endpoint
 from tandem.v1 import common_pb2, worker_pb2
+from tandem_gateway.server import running_gateway
 from tandem_worker.server import RunningWorker, running_worker
-from tests.conftest import worker_settings
-from tests.helpers import GUARD_S, WORKER_SERVICE, rich_details, user, wait_for_health, worker_stub
+from tests.conftest import gateway_settings, worker_settings
+from tests.helpers import (
+    GATEWAY_SERVICE,
+    GUARD_S,
+    WORKER_SERVICE,
+    rich_details,
+    user,
+    wait_for_health,
+    worker_stub,
+)
+from tests.test_openai_endpoint import endpoint_settings
 
 pytestmark = pytest.mark.embedded
 
@@ -81,3 +93,23 @@ async def test_tools_on_the_embedded_model_are_a_failed_precondition(
     request.tool_choice.mode = common_pb2.TOOL_CHOICE_MODE_NONE
     request.options.max_tokens = 8
     assert await generate(worker.address, request)
+
+
+async def test_the_openai_endpoint_says_tools_need_another_backend(worker: RunningWorker) -> None:
+    """Through gateway and endpoint: the embedded worker's refusal is a 400 naming `tools`."""
+    async with (
+        running_gateway(gateway_settings(None, [worker.address], judge_timeout_s=120)) as gateway,
+        running_openai_endpoint(endpoint_settings(gateway.address)) as endpoint,
+        openai.AsyncOpenAI(
+            base_url=endpoint.base_url, api_key="unused", max_retries=0, timeout=GUARD_S * 5
+        ) as client,
+    ):
+        await wait_for_health(gateway.address, GATEWAY_SERVICE)
+        with pytest.raises(openai.BadRequestError) as caught:
+            await client.chat.completions.create(
+                model="tandem",
+                messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+                tools=[{"type": "function", "function": {"name": "get_weather"}}],
+            )
+    assert caught.value.code == "tools_unsupported" and caught.value.param == "tools"
+    assert "qwen3-coder-next" in caught.value.message  # what to run instead
