@@ -83,9 +83,8 @@ async def test_tools_on_the_embedded_model_are_a_failed_precondition(
         await generate(worker.address, request)
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "tandem worker --ollama-url" in (caught.value.details() or "")
-    [failure] = [
-        d for d in rich_details(caught.value) if isinstance(d, error_details_pb2.PreconditionFailure)
-    ]
+    details = rich_details(caught.value)
+    [failure] = [d for d in details if isinstance(d, error_details_pb2.PreconditionFailure)]
     assert failure.violations[0].type == "TOOLS_UNSUPPORTED"
     assert failure.violations[0].subject == "embedded"
 

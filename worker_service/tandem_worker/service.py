@@ -74,8 +74,9 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         chat = request_from_proto(
             request.tools, request.tool_choice, request.response_format, request.model
         )
-        if chat.model is not None and not any(same_model(m, chat.model) for m in self.served_models):
-            raise model_not_served(chat.model, self.served_models, self._node.name)
+        served = self.served_models
+        if chat.model is not None and not any(same_model(m, chat.model) for m in served):
+            raise model_not_served(chat.model, served, self._node.name)
         remaining = context.time_remaining()
         budget = self._max_generation_s if remaining is None else min(remaining, self._max_generation_s)
         node = self._node
