@@ -11,9 +11,20 @@ from google.protobuf import struct_pb2
 
 from tandem.conversions import dict_to_struct, struct_to_dict
 from tandem.v1 import common_pb2, gateway_pb2
-from tandem_gateway.server import RunningGateway
-from tests.fake_ollama import FakeOllama
-from tests.helpers import GUARD_S, gateway_stub, rich_details, route, user
+from tandem_gateway.server import RunningGateway, running_gateway
+from tandem_worker.server import RunningWorker
+from tests.conftest import JUDGE_MODEL, gateway_settings
+from tests.fake_ollama import FakeOllama, start_fake_ollama, stop_fake_ollama
+from tests.helpers import (
+    GATEWAY_SERVICE,
+    GUARD_S,
+    gateway_stub,
+    rich_details,
+    route,
+    user,
+    wait_for_health,
+)
+from tests.test_speculative import WaitingJudge
 
 WEATHER = common_pb2.ToolDefinition(
     name="get_weather",
@@ -230,3 +241,28 @@ async def test_bad_tool_values_are_invalid_argument_naming_the_field(
     [bad] = [d for d in rich_details(caught.value) if d.DESCRIPTOR.name == "BadRequest"]
     assert bad.field_violations[0].field == field
     assert worker_ollama.generation_requests() == []
+
+
+async def test_tool_calls_pass_through_the_speculative_route_too(
+    worker: RunningWorker, worker_ollama: FakeOllama
+) -> None:
+    # The judge answers only once the worker has finished: the call was dispatched
+    # speculatively, held, and released after the verdict.
+    judge = start_fake_ollama(
+        FakeOllama(models=[JUDGE_MODEL], responder=WaitingJudge(worker_ollama))
+    )
+    try:
+        settings = gateway_settings(judge.url, [worker.address], speculative_dispatch=True)
+        async with running_gateway(settings) as speculative:
+            await wait_for_health(speculative.address, GATEWAY_SERVICE)
+            result = await route(
+                speculative.address,
+                gateway_pb2.RouteRequest(messages=[user("Weather in Oslo?")], tools=[WEATHER]),
+            )
+    finally:
+        stop_fake_ollama(judge)
+    assert result.shape == ["decision", "tool_call", "summary"]
+    assert result.decision is not None
+    assert result.decision.tier == gateway_pb2.DECISION_TIER_JUDGE
+    assert result.tool_calls[0].name == "get_weather"
+    assert "num_predict" not in worker_ollama.generation_requests()[-1]["options"]
