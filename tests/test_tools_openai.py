@@ -16,6 +16,7 @@ from tandem_gateway.server import RunningGateway
 from tests.fake_ollama import FakeOllama
 from tests.helpers import GUARD_S
 from tests.test_openai_endpoint import endpoint_settings
+from tests.test_sdk import ROOT, docs_block, run_example
 
 WEATHER: dict[str, Any] = {
     "type": "function",
@@ -231,3 +232,18 @@ async def test_bad_tool_values_are_400_naming_the_param(client: openai.AsyncOpen
     assert arguments.value.param == "messages[1].tool_calls[0].function.arguments"
     assert unanswered.value.param == "messages[1].tool_call_id"
     assert schema.value.param == "response_format.json_schema.schema"
+
+
+async def test_the_documented_tool_example_runs_as_written(
+    gateway: RunningGateway, worker_ollama: FakeOllama
+) -> None:
+    assert docs_block("openai-tools-example") == (ROOT / "examples/openai_tools.py").read_text()
+    async with running_openai_endpoint(endpoint_settings(gateway.address)) as endpoint:
+        result = await run_example(
+            "openai_tools.py", OPENAI_BASE_URL=endpoint.base_url, OPENAI_API_KEY="unused"
+        )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "[calling get_weather(city='example')]",
+        "The tool get_weather answered: Sunny in example",
+    ]
