@@ -266,3 +266,24 @@ async def test_tool_calls_pass_through_the_speculative_route_too(
     assert result.decision.tier == gateway_pb2.DECISION_TIER_JUDGE
     assert result.tool_calls[0].name == "get_weather"
     assert "num_predict" not in worker_ollama.generation_requests()[-1]["options"]
+
+
+async def test_a_redacted_tool_result_still_answers_its_call(
+    gateway: RunningGateway, worker_ollama: FakeOllama
+) -> None:
+    """Redacting a secret in a tool result keeps the turn's call id (and the call itself)."""
+    call = common_pb2.ToolCall(
+        id="call_cfg", name="read_file", arguments=dict_to_struct({"path": "~/.aws/config"})
+    )
+    messages = [
+        user("Why does boto3 fail with this config?"),
+        common_pb2.ChatMessage(role=common_pb2.ROLE_ASSISTANT, tool_calls=[call]),
+        tool_result("call_cfg", "[default]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\nregion = x"),
+    ]
+    result = await route(gateway.address, gateway_pb2.RouteRequest(messages=messages))
+    assert result.decision is not None and result.decision.verdict == gateway_pb2.VERDICT_ALLOW
+    assert "redacted" in result.decision.reason
+    sent = worker_ollama.generation_requests()[-1]["messages"]
+    assert "AKIAIOSFODNN7EXAMPLE" not in str(sent)
+    assert sent[1]["tool_calls"][0]["id"] == "call_cfg"
+    assert sent[2]["tool_call_id"] == "call_cfg" and sent[2]["tool_name"] == "read_file"
