@@ -4,6 +4,10 @@ loaded) and answers a model nobody serves with NOT_FOUND listing the others."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -139,3 +143,16 @@ async def test_a_worker_refuses_a_model_it_does_not_serve(pair: Pair) -> None:
                 pass
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
     assert "available: qwen3-coder-next, devstral" in (caught.value.details() or "")
+
+
+async def test_tandem_status_lists_the_models_a_worker_serves(pair: Pair) -> None:
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "tandem.cli.main", "status", "--gateway", pair.gateway.address],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "+ llama3.2, devstral" in result.stdout and "+ devstral" in result.stdout
