@@ -52,6 +52,9 @@ async def running_worker(settings: WorkerSettings) -> AsyncIterator[RunningWorke
         settings.max_queued_generations,
         settings.max_queue_bypass,
     )
+    if settings.served_models and backend.kind != "ollama":
+        log.warning("--served-model is ignored: the %s backend serves only %s",
+                    backend.kind, backend.model)
     service = WorkerService(
         monitor,
         admission,
