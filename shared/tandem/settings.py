@@ -363,7 +363,16 @@ class GatewaySettings(NodeSettings):
     )
     metrics_listen: str | None = Field(
         default="127.0.0.1:9461",
-        description="host:port for the Prometheus /metrics endpoint; empty disables it.",
+        description="host:port of the gateway's HTTP listener: Prometheus /metrics, /health "
+        "(JSON) and the live /dashboard; empty disables it. Keep it on loopback, or turn "
+        "authentication on: with tokens, /dashboard needs one (scope 'status').",
+    )
+    dashboard_sample_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="How often the dashboard samples traffic counters and link round-trip "
+        "times into its 15-minute charts, and re-sends its state to open pages, in seconds.",
     )
     link_probe_interval_s: float = Field(
         default=0.5,
