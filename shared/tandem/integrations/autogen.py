@@ -386,9 +386,7 @@ def _user_text(content: str | list[str | Image]) -> str:
 def _assistant_turn(message: AssistantMessage) -> ChatTurn:
     if isinstance(message.content, str):
         return ChatTurn("assistant", message.content)
-    calls = tuple(
-        ToolCall(call.id, call.name, _arguments(call)) for call in message.content
-    )
+    calls = tuple(ToolCall(call.id, call.name, _arguments(call)) for call in message.content)
     return ChatTurn("assistant", message.thought or "", tool_calls=calls)
 
 

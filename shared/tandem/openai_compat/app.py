@@ -209,9 +209,7 @@ class _Reply:
             {"x-tandem-worker": answer.summary.worker, "x-tandem-model": answer.summary.model}
         )
         calls = answer.tool_calls[: self._max_tool_calls]
-        await self._respond(
-            JSONResponse(self._shape.completion(answer, calls), headers=headers)
-        )
+        await self._respond(JSONResponse(self._shape.completion(answer, calls), headers=headers))
 
     async def stream(self, events: AsyncGenerator[RouteEvent, None]) -> None:
         """Headers go out with the first token (or the refusal), so every failure

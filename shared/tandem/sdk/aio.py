@@ -8,9 +8,9 @@ from typing import Any, Self
 
 import grpc
 
+from tandem.sdk import convert
 from tandem.sdk.calls import STATUS_TIMEOUT_S, ClientBase
 from tandem.sdk.channel import ChannelConfig, async_channel
-from tandem.sdk import convert
 from tandem.sdk.errors import rpc_errors
 from tandem.sdk.models import (
     Answer,

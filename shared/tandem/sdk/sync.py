@@ -12,9 +12,9 @@ from typing import Any
 
 import grpc
 
+from tandem.sdk import convert
 from tandem.sdk.calls import STATUS_TIMEOUT_S, ClientBase
 from tandem.sdk.channel import ChannelConfig, sync_channel
-from tandem.sdk import convert
 from tandem.sdk.errors import rpc_errors
 from tandem.sdk.models import (
     Answer,
