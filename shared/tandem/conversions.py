@@ -23,12 +23,13 @@ from tandem.backends.base import (
     SamplingOptions,
     ToolCall,
     ToolChoice,
+    ToolChoiceMode,
     ToolDefinition,
 )
 from tandem.errors import InvalidArgument, NotFound
 from tandem.v1 import common_pb2
 
-_ROLE_NAMES: dict[int, RoleName] = {
+_ROLE_NAMES: dict[common_pb2.Role, RoleName] = {
     common_pb2.ROLE_SYSTEM: "system",
     common_pb2.ROLE_USER: "user",
     common_pb2.ROLE_ASSISTANT: "assistant",
@@ -213,7 +214,7 @@ def tool_choice_from_proto(
                 f"{choice.function!r} is not one of the request's tools {names}",
             )
         return ToolChoice.named(choice.function)
-    mode = _TOOL_CHOICE_MODES.get(choice.mode) if kind == "mode" else "auto"
+    mode: ToolChoiceMode | None = _TOOL_CHOICE_MODES.get(choice.mode) if kind == "mode" else "auto"
     if mode is None:
         raise InvalidArgument("tool_choice.mode", f"unknown value {choice.mode}")
     if mode == "required" and not tools:
@@ -221,7 +222,7 @@ def tool_choice_from_proto(
     return ToolChoice(mode)
 
 
-_TOOL_CHOICE_MODES: dict[int, Any] = {
+_TOOL_CHOICE_MODES: dict[int, ToolChoiceMode] = {
     common_pb2.TOOL_CHOICE_MODE_UNSPECIFIED: "auto",
     common_pb2.TOOL_CHOICE_MODE_AUTO: "auto",
     common_pb2.TOOL_CHOICE_MODE_NONE: "none",
@@ -422,7 +423,7 @@ def options_from_proto(options: common_pb2.GenerationOptions) -> SamplingOptions
     )
 
 
-def finish_reason_to_proto(done: Done) -> common_pb2.FinishReason.ValueType:
+def finish_reason_to_proto(done: Done) -> common_pb2.FinishReason:
     if done.finish_reason == "length":
         return common_pb2.FINISH_REASON_LENGTH
     if done.finish_reason == "tool_calls":

@@ -45,7 +45,7 @@ _MODES = frozenset({"auto", "none", "required"})
 
 def tool_from_function(function: Callable[..., Any], *, name: str | None = None) -> ToolDefinition:
     """A tool from a Python function: its name, its docstring, its typed parameters."""
-    schema = TypeAdapter(function).json_schema()
+    schema = TypeAdapter(function).json_schema()  # type: ignore[call-overload,arg-type,unused-ignore]
     return ToolDefinition(
         name or function.__name__, inspect.getdoc(function) or "", _object_schema(schema)
     )
