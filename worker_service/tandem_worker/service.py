@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 
 import grpc
 
@@ -131,7 +131,7 @@ class _Relay:
 
     async def run(
         self, turns: Sequence[ChatTurn], options: SamplingOptions, chat: ChatRequest
-    ) -> AsyncIterator[worker_pb2.GenerateResponse]:
+    ) -> AsyncGenerator[worker_pb2.GenerateResponse, None]:
         self.started = True
         self._model = chat.model or self._node.backend.model
         for attempt in (1, 2):
