@@ -68,10 +68,6 @@ class ResponseFormat:
     def json_schema(cls, schema: Mapping[str, Any], name: str = "") -> ResponseFormat:
         return cls("json_schema", schema, name)
 
-    @property
-    def is_text(self) -> bool:
-        return self.type == "text"
-
 
 @dataclass(frozen=True, slots=True)
 class ChatTurn:
