@@ -12,19 +12,24 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import grpc
 
-from tandem.conversions import options_from_proto, struct_to_dict, turns_from_proto
+from tandem.conversions import (
+    options_from_proto,
+    request_from_proto,
+    tools_from_proto,
+    turns_from_proto,
+)
 from tandem.inflight import InFlight
 from tandem.metadata import request_id_of
 from tandem.protoutil import seconds_to_duration
 from tandem.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from tandem_gateway.cluster import ClusterView
 from tandem_gateway.guard.decision import GuardDecision
-from tandem_gateway.guard.guard import Guard, tool_definition_texts
+from tandem_gateway.guard.guard import Guard
 from tandem_gateway.routing import RouteCall, RoutingPolicy
 
 log = logging.getLogger(__name__)
@@ -57,9 +62,9 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
     async def Classify(
         self, request: gateway_pb2.ClassifyRequest, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.ClassifyResponse:
-        decision = await self._guard.decide(
-            self._turns(request.messages), _tool_texts(request.tools)
-        )
+        turns = self._turns(request.messages)
+        tools = tools_from_proto(request.tools)
+        decision = await self._guard.decide(turns, tools)
         _log_decision(request_id_of(context), decision)
         return gateway_pb2.ClassifyResponse(decision=decision.to_proto())
 
@@ -70,10 +75,15 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
             started = time.monotonic()
             turns = self._turns(request.messages)
             options_from_proto(request.options)
+            chat = request_from_proto(
+                request.tools, request.tool_choice, request.response_format, request.model
+            )
+            if chat.model is not None:
+                self._cluster.pool.check_model(chat.model)  # NOT_FOUND before screening
             remaining = context.time_remaining()
             route = RouteCall(
                 request=request,
-                screening=self._guard.screen(turns, _tool_texts(request.tools)),
+                screening=self._guard.screen(turns, chat.tools),
                 request_id=request_id_of(context),
                 started=started,
                 client_deadline=None if remaining is None else time.monotonic() + remaining,
@@ -201,13 +211,6 @@ async def _cancel(task: asyncio.Future[Any]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-
-
-def _tool_texts(tools: Sequence[common_pb2.ToolDefinition]) -> list[str]:
-    """What the guard screens of the request's tool definitions."""
-    return tool_definition_texts(
-        [(t.name, t.description, struct_to_dict(t.parameters)) for t in tools]
-    )
 
 
 def _log_decision(request_id: str, decision: GuardDecision) -> None:

@@ -32,14 +32,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tandem.backends import BackendError
-from tandem.backends.base import ChatTurn
+from tandem.backends.base import ChatTurn, ToolDefinition
 from tandem.settings import GatewaySettings
 from tandem_gateway.guard.cache import VerdictCache, message_key
 from tandem_gateway.guard.classifier import GuardClassifier, ThreatAssessment
@@ -155,14 +154,14 @@ class Guard:
         return " -> ".join(tiers)
 
     async def decide(
-        self, turns: Sequence[ChatTurn], tool_definitions: Sequence[str] = ()
+        self, turns: Sequence[ChatTurn], tools: Sequence[ToolDefinition] = ()
     ) -> GuardDecision:
-        return await self.finish(self.screen(turns, tool_definitions))
+        return await self.finish(self.screen(turns, tools))
 
     # --- the fast tiers -------------------------------------------------------------
 
     def screen(
-        self, turns: Sequence[ChatTurn], tool_definitions: Sequence[str] = ()
+        self, turns: Sequence[ChatTurn], tools: Sequence[ToolDefinition] = ()
     ) -> Screening:
         """Every tier that needs no model call, on every piece, whole."""
         started = time.monotonic()
@@ -181,7 +180,7 @@ class Guard:
                     ))
                 forwarded, redacted = scan.turns, True
                 notes.append(f"redacted {scan.describe()}")
-        items = items_of(forwarded, tool_definitions)
+        items = items_of(forwarded, tools)
         withheld: dict[int, str] = {}
 
         def refuse_or_withhold(item: ScreenItem, refusal: GuardDecision) -> GuardDecision | None:
@@ -487,14 +486,6 @@ def _final(
 def _with_notes(decision: GuardDecision, notes: Sequence[str], latency_s: float) -> GuardDecision:
     reason = decision.reason if not notes else f"{decision.reason} [{'; '.join(notes)}]"
     return dataclasses.replace(decision, reason=reason, latency_s=latency_s, notes=tuple(notes))
-
-
-def tool_definition_texts(tools: Sequence[tuple[str, str, Mapping[str, object]]]) -> list[str]:
-    """What of each tool definition is screened: its name, description and parameters."""
-    return [
-        f"{name}: {description}\n{json.dumps(dict(parameters), ensure_ascii=False, sort_keys=True)}"
-        for name, description, parameters in tools
-    ]
 
 
 def build_guard(settings: GatewaySettings, judge: Judge | None) -> Guard:

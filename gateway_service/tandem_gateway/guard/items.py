@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from tandem.backends.base import ChatTurn
+from tandem.backends.base import ChatTurn, ToolDefinition
 from tandem_gateway.guard.judge_prompt import ItemKind
 
 # The classifier is trained on user prompts and tool results; the system prompt
@@ -35,7 +35,9 @@ class ScreenItem:
         return ChatTurn("user" if self.kind == "user" else "tool", self.text)
 
 
-def items_of(turns: Sequence[ChatTurn], tool_definitions: Sequence[str] = ()) -> list[ScreenItem]:
+def items_of(
+    turns: Sequence[ChatTurn], tools: Sequence[ToolDefinition] = ()
+) -> list[ScreenItem]:
     items: list[ScreenItem] = []
     for index, turn in enumerate(turns):
         label = f"message {index}"
@@ -45,9 +47,11 @@ def items_of(turns: Sequence[ChatTurn], tool_definitions: Sequence[str] = ()) ->
                 items.append(ScreenItem("tool_call", index, f"{call.name}({arguments})", label))
         elif turn.role in ("system", "user", "tool") and turn.content.strip():
             items.append(ScreenItem(turn.role, index, turn.content, label))  # type: ignore[arg-type]
-    for position, text in enumerate(tool_definitions):
-        if text.strip():
-            items.append(ScreenItem("tool_definition", None, text, f"tool definition {position}"))
+    for position, tool in enumerate(tools):
+        # Name, description and the parameter schema (whose descriptions the model reads).
+        schema = json.dumps(dict(tool.parameters), ensure_ascii=False, sort_keys=True)
+        text = f"{tool.name}: {tool.description}\n{schema}"
+        items.append(ScreenItem("tool_definition", None, text, f"tool definition {position}"))
     return items
 
 

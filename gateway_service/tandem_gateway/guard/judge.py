@@ -16,7 +16,7 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field, ValidationError
 
-from tandem.backends import ChatBackend, Delta, SamplingOptions
+from tandem.backends import ChatBackend, ChatRequest, Delta, ResponseFormat, SamplingOptions
 from tandem_gateway.guard.decision import DifficultyName, ThreatName
 from tandem_gateway.guard.judge_prompt import (
     PROMPT_VERSION,
@@ -71,9 +71,8 @@ class LlmJudge:
     async def judge(self, window: JudgeWindow) -> JudgeOutput:
         options = SamplingOptions(max_tokens=JUDGE_MAX_TOKENS, temperature=0.0, seed=JUDGE_SEED)
         pieces: list[str] = []
-        events = self.backend.chat_stream(
-            judge_messages(window), options, response_schema=window.schema
-        )
+        request = ChatRequest(response_format=ResponseFormat.json_schema(window.schema))
+        events = self.backend.chat_stream(judge_messages(window), options, request)
         async with contextlib.aclosing(events):
             async for event in events:
                 if isinstance(event, Delta):
