@@ -95,7 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Ask grpc.health.v1.Health/Check. Exit status 0 SERVING, 1 otherwise.",
     )
     health.add_argument(
-        "--address", default="127.0.0.1:50051", help="host:port of the gateway or worker"
+        "--address",
+        default=None,
+        help="host:port of the gateway or worker [default: TANDEM_CLIENT_GATEWAY, else "
+        "127.0.0.1:50051]; TLS from TANDEM_CLIENT_TLS_* (health needs no token)",
     )
     health.add_argument(
         "--service",
@@ -113,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         "finish_reason content_filter; the decision is in x-tandem-* response headers.",
     )
     add_settings_arguments(openai, OpenAISettings)
+    add_settings_arguments(openai, ClientSettings, skip=("gateway", "timeout_s"))
 
     from tandem.cli.certs import add_certs_arguments, add_token_arguments  # noqa: PLC0415
 
@@ -150,7 +154,9 @@ async def _dispatch(args: argparse.Namespace) -> int:
             if args.command == "worker":
                 await run_worker(settings_from_args(WorkerSettings, args, args.env_file))
             else:
-                await run_gateway(settings_from_args(GatewaySettings, args, args.env_file))
+                await run_gateway(
+                    settings_from_args(GatewaySettings, args, args.env_file), args.env_file
+                )
         except (OSError, ValueError) as exc:  # cannot bind, unreadable token file, ...
             logging.getLogger("tandem").error("%s: %s", args.command, exc)
             return 1
@@ -160,7 +166,10 @@ async def _dispatch(args: argparse.Namespace) -> int:
 
         tls = settings_from_args(ClientSettings, args, args.env_file)
         return await check_health(
-            args.address, args.service, args.timeout_s, ClientSecurity.from_settings(tls).credentials
+            args.address or tls.gateway,
+            args.service,
+            args.timeout_s,
+            ClientSecurity.from_settings(tls).credentials,
         )
     if args.command == "up":
         from tandem.cli.up import run_local_pair  # noqa: PLC0415
@@ -173,7 +182,10 @@ async def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "openai":
         from tandem.cli.openai_cmd import serve_openai  # noqa: PLC0415
 
-        return await serve_openai(settings_from_args(OpenAISettings, args, args.env_file))
+        return await serve_openai(
+            settings_from_args(OpenAISettings, args, args.env_file),
+            settings_from_args(ClientSettings, args, args.env_file),
+        )
     client = settings_from_args(ClientSettings, args, args.env_file)
     security = ClientSecurity.from_settings(client)
     if args.command == "ask":

@@ -19,10 +19,15 @@ async def run_worker(settings: WorkerSettings) -> None:
     log.info("worker stopped")
 
 
-async def run_gateway(settings: GatewaySettings) -> None:
+async def run_gateway(settings: GatewaySettings, env_file: str | None = None) -> None:
     from tandem_gateway.server import running_gateway  # noqa: PLC0415
 
-    async with running_gateway(settings):
+    from tandem.cli.openai_cmd import openai_beside_gateway  # noqa: PLC0415
+
+    async with (
+        running_gateway(settings) as gateway,
+        openai_beside_gateway(settings.openai_listen, gateway.address, env_file),
+    ):
         await wait_for_termination_signal()
         log.info("gateway stopping")
     log.info("gateway stopped")
