@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from tandem.serving import wait_for_termination_signal
+from tandem.serving import wait_for_listen_address, wait_for_termination_signal
 from tandem.settings import GatewaySettings, WorkerSettings
 
 log = logging.getLogger("tandem")
@@ -13,6 +13,9 @@ log = logging.getLogger("tandem")
 async def run_worker(settings: WorkerSettings) -> None:
     from tandem_worker.server import running_worker  # noqa: PLC0415 - only this role needs it
 
+    # On the Mac Mini the listen address is the Thunderbolt bridge's, which may come up
+    # after the service starts at boot.
+    await wait_for_listen_address(settings.listen)
     async with running_worker(settings):
         await wait_for_termination_signal()
         log.info("worker stopping")
