@@ -134,6 +134,16 @@ def build_parser() -> argparse.ArgumentParser:
         "SCOPES' line (stdout) for the server's --auth-tokens-file. Only the hash is stored.",
     )
     add_token_arguments(token)
+
+    from tandem.cli.setup import add_setup_arguments  # noqa: PLC0415
+
+    setup = commands.add_parser(
+        "setup",
+        help="prepare this Mac's config folder: certificates, tokens, env file (secure link)",
+        description="`tandem setup gateway` on the MacBook, then `tandem setup worker` on the "
+        "Mac Mini after copying the worker's part (the gateway set-up prints the command).",
+    )
+    add_setup_arguments(setup)
     return parser
 
 
@@ -175,6 +185,10 @@ async def _dispatch(args: argparse.Namespace) -> int:
         from tandem.cli.up import run_local_pair  # noqa: PLC0415
 
         return await run_local_pair(args.gateway_listen, args.worker_listen, args.env_file)
+    if args.command == "setup":
+        from tandem.cli.setup import run_setup  # noqa: PLC0415
+
+        return run_setup(args)
     if args.command in ("certs", "token"):
         from tandem.cli.certs import make_certs, make_token  # noqa: PLC0415
 
