@@ -144,6 +144,17 @@ def build_parser() -> argparse.ArgumentParser:
         "Mac Mini after copying the worker's part (the gateway set-up prints the command).",
     )
     add_setup_arguments(setup)
+
+    from tandem.cli.service import add_service_arguments  # noqa: PLC0415
+
+    service = commands.add_parser(
+        "service",
+        help="run a node at boot and keep it running (launchd on macOS, systemd on Linux)",
+        description="install, uninstall, status or logs of the gateway or worker service. "
+        "macOS: a launchd daemon running as you (local network access to the Thunderbolt "
+        "peer), logs in ~/Library/Logs/Tandem. Linux: a systemd unit.",
+    )
+    add_service_arguments(service)
     return parser
 
 
@@ -185,6 +196,10 @@ async def _dispatch(args: argparse.Namespace) -> int:
         from tandem.cli.up import run_local_pair  # noqa: PLC0415
 
         return await run_local_pair(args.gateway_listen, args.worker_listen, args.env_file)
+    if args.command == "service":
+        from tandem.cli.service import run_service  # noqa: PLC0415
+
+        return run_service(args)
     if args.command == "setup":
         from tandem.cli.setup import run_setup  # noqa: PLC0415
 
