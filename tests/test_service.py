@@ -49,7 +49,8 @@ def _assert_runs_the_role(argv: list[str], spec: ServiceSpec) -> None:
 def test_the_examples_in_deploy_are_current() -> None:
     for path, content in example_files(ROOT / "deploy").items():
         assert path.exists(), f"{path} missing: python -m tandem.service_units deploy"
-        assert path.read_bytes() == content, f"{path} is stale: python -m tandem.service_units deploy"
+        stale = f"{path} is stale: python -m tandem.service_units deploy"
+        assert path.read_bytes() == content, stale
 
 
 @pytest.mark.parametrize("role", ROLES)

@@ -60,7 +60,8 @@ def _program() -> tuple[str, ...]:
 
 
 def spec_from_args(args: argparse.Namespace) -> ServiceSpec:
-    env_file = args.service_env_file or args.env_file or Path.home() / ".tandem" / f"{args.role}.env"
+    default = Path.home() / ".tandem" / f"{args.role}.env"
+    env_file = args.service_env_file or args.env_file or default
     venv = Path(sys.prefix)
     checkout = venv.parent if (venv / "pyvenv.cfg").exists() else Path.cwd()
     return ServiceSpec(
