@@ -95,8 +95,10 @@ class ClusterView:
     def snapshot(self) -> gateway_pb2.ClusterStatus:
         gateway = self.monitor.status()
         workers = [link.to_proto() for link in self.pool.links]
-        warnings = [w for w in [memory_warning(gateway)] if w]
-        warnings += [w for w in (memory_warning(x.node) for x in workers if x.HasField("node")) if w]
+        nodes = [gateway, *(x.node for x in workers if x.HasField("node"))]
+        warnings = [w for w in (memory_warning(node) for node in nodes) if w]
+        # What each node says is wrong with it (a model partly off the GPU, ...).
+        warnings += [f"{node.node}: {w}" for node in nodes for w in node.warnings]
         status = gateway_pb2.ClusterStatus(
             gateway=gateway, workers=workers, ready=self.ready, warnings=warnings
         )
