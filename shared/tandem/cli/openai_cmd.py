@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pydantic import ValidationError
+
 from tandem.security.client import client_settings
 from tandem.serving import wait_for_termination_signal
 from tandem.settings import ClientSettings, OpenAISettings, parse_host_port
@@ -72,8 +74,18 @@ async def openai_beside_gateway(
     if not listen:
         yield None
         return
-    settings = OpenAISettings(  # type: ignore[call-arg]
-        _env_file=env_file, listen=listen, gateway=_dialable(gateway_address)
-    )
-    async with _endpoint(settings, client_settings(env_file)) as endpoint:
+    try:
+        import tandem.openai_compat.server  # noqa: F401, PLC0415
+    except ImportError as exc:
+        raise ValueError(
+            f"openai_listen needs {exc.name}: pip install 'tandem-router[openai-server]'"
+        ) from exc
+    try:
+        settings = OpenAISettings(  # type: ignore[call-arg]
+            _env_file=env_file, listen=listen, gateway=_dialable(gateway_address)
+        )
+        client = client_settings(env_file)
+    except ValidationError as exc:
+        raise ValueError(f"the OpenAI endpoint's settings: {exc}") from None
+    async with _endpoint(settings, client) as endpoint:
         yield endpoint
