@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 from tandem.cli.main import build_parser
-from tandem.cli.setup import GatewayLayout, WorkerLayout, copy_command, run_setup
+from tandem.cli.setup import (
+    GatewayLayout,
+    WorkerLayout,
+    certificate_names,
+    copy_command,
+    run_setup,
+)
 from tandem.security.tokens import TokenTable
 from tandem.settings import GatewaySettings, WorkerSettings
 
@@ -102,3 +108,19 @@ def test_no_client_token_leaves_the_loopback_gateway_open(tmp_path: Path) -> Non
 def test_the_copy_command_quotes_paths() -> None:
     command = copy_command(Path("/Users/me/my tandem/worker-part"), "me@169.254.19.104", ".tandem")
     assert command == "rsync -a '/Users/me/my tandem/worker-part'/ me@169.254.19.104:.tandem/"
+
+
+def test_a_worker_address_the_certificate_does_not_name_is_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = tmp_path / ".tandem"
+    assert _setup("gateway", "--home", str(home), "--worker", "169.254.19.104:50052") == 0
+    worker_cert = GatewayLayout(home).pki / "worker.pem"
+    assert {"169.254.19.104", "127.0.0.1", "localhost"} <= certificate_names(worker_cert)
+    capsys.readouterr()
+    assert _setup("gateway", "--home", str(home), "--worker", "169.254.19.7:50052") == 0
+    assert "not valid for 169.254.19.7" in capsys.readouterr().err
+    assert _setup("gateway", "--home", str(home), "--worker", "169.254.19.7:50052",
+                  "--force") == 0
+    assert "169.254.19.7" in certificate_names(worker_cert)
+    assert "not valid" not in capsys.readouterr().err

@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
+
 from tandem.security.certs import bundle_paths, generate_bundle, write_file
 from tandem.security.tokens import mint_token, token_line
 from tandem.settings import parse_host_port
@@ -219,12 +221,32 @@ def _env_text(title: str, settings: Sequence[tuple[str, str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def certificate_names(cert: Path) -> set[str]:
+    """The host names and IP addresses a certificate is valid for."""
+    loaded = x509.load_pem_x509_certificate(cert.read_bytes())
+    try:
+        names = loaded.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set()
+    return {str(n) for n in names.get_values_for_type(x509.IPAddress)} | set(
+        names.get_values_for_type(x509.DNSName)
+    )
+
+
+def _warn_unless_named(cert: Path, host: str) -> None:
+    if host not in certificate_names(cert):
+        print(f"tandem setup: warning: {cert} is not valid for {host}; the other node will "
+              "refuse it. Re-run `tandem setup gateway` with --force (and copy the worker's "
+              "part again)", file=sys.stderr)
+
+
 def _certificates(layout: GatewayLayout, worker_host: str, sans: list[str], force: bool) -> None:
     paths = bundle_paths(layout.pki)
     nodes = (paths.gateway.cert, paths.gateway.key, paths.worker.cert, paths.worker.key)
     if all(p.exists() for p in (paths.ca, paths.ca_key, *nodes)) and not force:
         for path in (paths.ca, *nodes):
             _say("kept", path)
+        _warn_unless_named(paths.worker.cert, worker_host)
         return
     base = ["localhost", "127.0.0.1"]
     generate_bundle(
@@ -326,6 +348,7 @@ def setup_worker(layout: WorkerLayout, args: argparse.Namespace) -> int:
     for path in layout.copied_files:
         _say("found", path)
     os.chmod(layout.key, 0o600)
+    _warn_unless_named(layout.cert, parse_host_port(args.listen)[0])
     settings = [
         ("TANDEM_WORKER_LISTEN", args.listen),
         ("TANDEM_WORKER_OLLAMA_URL", args.ollama_url),
