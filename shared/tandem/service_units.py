@@ -8,7 +8,9 @@ started from ``~/Library/LaunchAgents`` needs a consent prompt that a background
 Python process cannot show, and its connections to 169.254.x.x (the Thunderbolt
 bridge) fail with "No route to host" (Apple TN3179, "Understanding local network
 privacy", macOS considerations). A daemon also starts at boot, before anyone logs
-in: what a headless Mac Mini needs.
+in: what a headless Mac Mini needs. ``ProcessType`` is ``Interactive``: left
+unspecified, launchd throttles a job's CPU and I/O (launchd.plist(5)), and a node
+streams answers someone is waiting for.
 
 ``python -m tandem.service_units DIR`` rewrites the examples in ``DIR/launchd`` and
 ``DIR/systemd`` (``deploy/``); a test checks they are current.
