@@ -12,7 +12,6 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-
 from tandem.cli.main import build_parser
 from tandem.settings import ClientSettings, GatewaySettings, OpenAISettings, WorkerSettings
 
