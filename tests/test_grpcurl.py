@@ -33,7 +33,9 @@ def find_grpcurl() -> tuple[Path, str | None]:
         if candidate is None:
             continue
         try:
-            ran = subprocess.run([candidate, "-version"], capture_output=True, text=True, timeout=30)
+            ran = subprocess.run(
+                [candidate, "-version"], capture_output=True, text=True, timeout=30
+            )
         except OSError as exc:
             problems.append(f"{candidate}: {exc.strerror or exc}")
             continue
