@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from google.protobuf import timestamp_pb2
-
 from tandem.backends.base import BackendProbe, ChatBackend
 from tandem.backends.ollama import gpu_residency_warning
-from tandem.conversions import seconds_to_duration
 from tandem.host_memory import host_memory
+from tandem.protoutil import seconds_to_duration, timestamp
 from tandem.v1 import worker_pb2
 
 _BACKEND_KINDS = {
     "ollama": worker_pb2.BACKEND_KIND_OLLAMA,
     "embedded": worker_pb2.BACKEND_KIND_EMBEDDED,
 }
-
-
-def timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
 
 
 def node_warnings(backend: ChatBackend, probe: BackendProbe) -> list[str]:
