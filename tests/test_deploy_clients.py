@@ -15,11 +15,11 @@ from pathlib import Path
 
 import openai
 import pytest
+
 from tandem.integrations.autogen import TandemChatCompletionClient
 from tandem.sdk import AsyncTandemClient, TandemClient
 from tandem.sdk.errors import TandemError
 from tandem_gateway.server import RunningGateway
-
 from tests.conftest import Pki
 from tests.fake_ollama import FakeOllama
 from tests.helpers import GATEWAY_SERVICE

@@ -9,6 +9,7 @@ import shlex
 from pathlib import Path
 
 import pytest
+
 from tandem.cli.main import build_parser
 
 MACS = Path(__file__).resolve().parents[1] / "docs" / "macs.md"

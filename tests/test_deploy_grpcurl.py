@@ -12,12 +12,12 @@ from pathlib import Path
 
 import grpc
 import pytest
+
 from tandem.cli.main import build_parser
 from tandem.cli.setup import run_setup
 from tandem.settings import GatewaySettings, WorkerSettings
 from tandem_gateway.server import running_gateway
 from tandem_worker.server import running_worker
-
 from tests.conftest import wait_serving
 from tests.fake_ollama import FakeOllama
 from tests.helpers import GATEWAY_SERVICE

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import psutil
 import pytest
+
 from tandem.backends.base import ChatTurn, SamplingOptions
 from tandem.backends.ollama import OllamaBackend
 from tandem.host_memory import (
@@ -22,7 +23,6 @@ from tandem.host_memory import (
 from tandem.node_status import node_status
 from tandem.v1 import worker_pb2
 from tandem_gateway.cluster import memory_warning
-
 from tests.fake_ollama import FakeOllama, start_fake_ollama, stop_fake_ollama
 
 MODEL = "qwen3-coder-next"

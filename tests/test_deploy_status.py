@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
+
 from tandem.v1 import gateway_pb2
 from tandem_gateway.server import RunningGateway
-
 from tests.conftest import WORKER_MODEL
 from tests.fake_ollama import FakeOllama, start_fake_ollama, stop_fake_ollama
 from tests.helpers import GUARD_S, gateway_stub

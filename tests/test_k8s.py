@@ -12,6 +12,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+
 from tandem.cli.main import build_parser
 from tandem.settings import ClientSettings, GatewaySettings, OpenAISettings, WorkerSettings
 

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from tandem.cli.main import build_parser
 from tandem.cli.service import plan
 from tandem.service_units import (

@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
+
 from tandem.cli.main import build_parser
 from tandem.cli.setup import (
     GatewayLayout,
