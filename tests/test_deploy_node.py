@@ -112,7 +112,7 @@ def test_derived_pressure_follows_available_memory_and_swap() -> None:
     assert derived_pressure(0, 0, 0, 0) == UNSPECIFIED
 
 
-def _node(pressure: int, available_gib: float) -> worker_pb2.NodeStatus:
+def _node(pressure: worker_pb2.MemoryPressure, available_gib: float) -> worker_pb2.NodeStatus:
     return worker_pb2.NodeStatus(
         node="macmini",
         memory=worker_pb2.MemoryInfo(

@@ -32,14 +32,14 @@ SWAP_WARN_FRACTION = 0.5
 SWAP_WARN_AVAILABLE_FRACTION = 0.20
 
 
-def pressure_from_macos_level(level: int | None) -> worker_pb2.MemoryPressure.ValueType:
+def pressure_from_macos_level(level: int | None) -> worker_pb2.MemoryPressure:
     """The MemoryPressure of a ``kern.memorystatus_vm_pressure_level`` value."""
     return _MACOS_LEVELS.get(level or 0, UNSPECIFIED)
 
 
 def derived_pressure(
     total: int, available: int, swap_total: int, swap_used: int
-) -> worker_pb2.MemoryPressure.ValueType:
+) -> worker_pb2.MemoryPressure:
     """Pressure from the available fraction and swap use, where the kernel gives none."""
     if total <= 0:
         return UNSPECIFIED

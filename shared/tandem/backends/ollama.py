@@ -237,7 +237,7 @@ class OllamaBackend:
         It carries the same ``num_ctx`` as every generation: Ollama loads a model
         for one context size, and a different one later reloads it.
         """
-        body = {
+        body: dict[str, Any] = {
             "model": self.model,
             "messages": [],
             "keep_alive": _keep_alive_value(self._keep_alive),
