@@ -304,6 +304,20 @@ class WorkerSettings(NodeSettings):
     request_burst: int = Field(
         default=400, ge=1, description="Calls a client may make at once above that rate."
     )
+    served_models: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Models a request may name on this worker (Ollama only), advertised to the "
+        "gateway; its own --model is always served and listed first. Repeat the flag "
+        "(environment: comma-separated).",
+        json_schema_extra={"flag": "--served-model"},
+    )
+
+    @field_validator("served_models", mode="before")
+    @classmethod
+    def _split_served_models(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @property
     def production_model(self) -> str:
