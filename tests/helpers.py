@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
+from prometheus_client.parser import text_string_to_metric_families
 
 from tandem.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, worker_pb2_grpc
 
@@ -126,3 +128,27 @@ def judge_reply(verdict: str = "allow", *, threats: list[str] | None = None,
         "task_type": task_type,
         "reason": reason,
     })
+
+
+MetricSamples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+async def scrape_metrics(address: str) -> MetricSamples:
+    """GET a service's /metrics page and parse it: (sample name, sorted labels) -> value."""
+    async with httpx.AsyncClient() as client:
+        response = await client.get(f"http://{address}/metrics", timeout=10)
+    response.raise_for_status()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+async def worker_generate_calls(metrics_address: str) -> int:
+    """How many Generate calls the worker finished, any status (tandem_worker_calls_total)."""
+    samples = await scrape_metrics(metrics_address)
+    return int(sum(
+        value for (name, labels), value in samples.items()
+        if name == "tandem_worker_calls_total" and ("method", "Generate") in labels
+    ))
