@@ -17,6 +17,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 SCENARIOS = ("a_direct", "b_worker", "c_gateway_cached", "d_gateway_judge")
+TANDEM_PATHS = ("b_worker", "d_gateway_judge")  # the cancel suite's paths through Tandem
 # A guard against hangs only (the quick run takes well under a minute).
 RUN_LIMIT_S = 240
 
@@ -75,12 +76,20 @@ def test_quick_bench_writes_well_formed_results(tmp_path: Path) -> None:
         assert guard[figure]["median"] > 0
     assert guard["rules_8kb_chars"] >= 8 * 1024 - 1
 
+    # Cancellation on the Tandem paths: every cancel the client sent reached the
+    # stand-in as a disconnect (within the run's observation window), none ran on.
     cancel = _load(tmp_path, "cancel")
-    for by_concurrency in cancel["summary"].values():
-        for entry in by_concurrency.values():
-            assert entry["cancelled"] > 0
-            assert entry["seen"] + entry["ran_to_end"] + entry["not_seen"] == entry["cancelled"]
+    for key in TANDEM_PATHS:
+        for concurrency, entry in cancel["summary"][key].items():
+            where = f"cancel {key} at {concurrency}"
+            assert entry["runs_left_out"] == 0, where
+            assert entry["cancelled"] == int(concurrency) * cancel["reps"], where
+            assert entry["seen"] == entry["cancelled"], where
+            assert entry["ran_to_end"] == 0 and entry["not_seen"] == 0, where
 
+    # The worker killed mid-stream: every gateway client gets UNAVAILABLE, none hangs.
     kill = _load(tmp_path, "kill")
     (run,) = kill["runs"]
-    assert sum(run["codes"].values()) + run["hung"] + run["completed_ok"] == kill["concurrency"]
+    assert run["codes"] == {"UNAVAILABLE": kill["concurrency"]}, run["codes"]
+    assert run["hung"] == 0 and run["completed_ok"] == 0
+    assert len(run["error_ms"]) == kill["concurrency"]
