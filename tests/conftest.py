@@ -176,10 +176,13 @@ async def wait_serving(channel: grpc.aio.Channel, service: str) -> None:
     """Follow Health/Watch on ``channel`` until ``service`` is SERVING (any credentials)."""
     stub = health_pb2_grpc.HealthStub(channel)
     async with asyncio.timeout(GUARD_S):
-        request = health_pb2.HealthCheckRequest(service=service)
-        async for reply in stub.Watch(request, wait_for_ready=True):
-            if reply.status == SERVING:
-                return
+        call = stub.Watch(health_pb2.HealthCheckRequest(service=service), wait_for_ready=True)
+        try:
+            async for reply in call:
+                if reply.status == SERVING:
+                    return
+        finally:
+            call.cancel()  # closing the channel alone would leave the server's watch open
 
 
 @pytest.fixture(scope="module")

@@ -33,16 +33,19 @@ async def wait_for_health(address: str, service: str, wanted: int = SERVING) -> 
         stub = health_pb2_grpc.HealthStub(channel)
         async with asyncio.timeout(GUARD_S):
             while True:
+                # Cancelled explicitly: closing a grpc.aio channel does not end a call
+                # no task awaits, so the server would keep this watch until GC.
+                call = stub.Watch(health_pb2.HealthCheckRequest(service=service), wait_for_ready=True)
                 try:
-                    async for reply in stub.Watch(
-                        health_pb2.HealthCheckRequest(service=service), wait_for_ready=True
-                    ):
+                    async for reply in call:
                         if reply.status == wanted:
                             return
                 except grpc.aio.AioRpcError as exc:
                     if exc.code() != grpc.StatusCode.UNAVAILABLE:
                         raise
                     await channel.channel_ready()  # the server went away: wait until it is back
+                finally:
+                    call.cancel()
 
 
 async def health_status(address: str, service: str) -> int:
