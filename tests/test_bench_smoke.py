@@ -46,7 +46,7 @@ def test_quick_bench_writes_well_formed_results(tmp_path: Path) -> None:
     summary = _load(tmp_path, "summary")
     assert summary["quick"] is True
     assert summary["failures"] == {}
-    assert set(summary["suites"]) >= {"latency", "guard", "throughput", "cancel", "kill"}
+    assert set(summary["suites"]) >= {"latency", "guard", "throughput", "cancel", "kill", "real_model"}
     assert summary["machine"]["logical_cpus"] >= 1
     assert all({"target", "value", "unit", "met"} <= set(t) for t in summary["targets"])
     assert "Tandem benchmark" in (tmp_path / "table.md").read_text()
@@ -75,6 +75,14 @@ def test_quick_bench_writes_well_formed_results(tmp_path: Path) -> None:
     for figure in ("rules_short_us", "rules_8kb_us", "judge_parse_us"):
         assert guard[figure]["median"] > 0
     assert guard["rules_8kb_chars"] >= 8 * 1024 - 1
+
+    # The real-model row times the guard, not a verdict-cache hit: every prompt
+    # differs, and on the embedded default the classifier decides each one.
+    real = _load(tmp_path, "real_model")
+    prompts = [r["prompt"] for r in real["requests"]]
+    assert len(set(prompts)) == len(prompts) > 1
+    assert [r["tier"] for r in real["requests"]] == ["classifier"] * len(prompts)
+    assert real["summary"]["decision_tiers"] == ["classifier"] and real["summary"]["errors"] == []
 
     # Cancellation on the Tandem paths: every cancel the client sent reached the
     # stand-in as a disconnect (within the run's observation window), none ran on.
