@@ -241,8 +241,9 @@ def _handler(fake: FakeOllama) -> type[BaseHTTPRequestHandler]:
                     line = {"model": model, "created_at": _now(), "message": {"role": "assistant", "content": token}, "done": False}
                     self._chunk(json.dumps(line).encode() + b"\n")
                     fake.tokens_sent += 1
-                    if fake.token_delay_s:
-                        time.sleep(fake.token_delay_s)
+                    if fake.token_delay_s and self._hung_up_within(fake.token_delay_s):
+                        self._note_disconnect()
+                        return
                 else:
                     if fake.fail_mode == "no_done":
                         self._chunk(b"")
@@ -251,9 +252,23 @@ def _handler(fake: FakeOllama) -> type[BaseHTTPRequestHandler]:
                 self._chunk(b"")
                 fake.stream_finished.set()
             except (BrokenPipeError, ConnectionResetError):
-                fake.disconnected_at = time.monotonic()
-                fake.disconnects += 1
-                fake.disconnected.set()
+                self._note_disconnect()
+
+        def _note_disconnect(self) -> None:
+            fake.disconnected_at = time.monotonic()
+            fake.disconnects += 1
+            fake.disconnected.set()
+
+        def _hung_up_within(self, seconds: float) -> bool:
+            """Pause between tokens, and see the client hang up the moment it does
+            (not at a later write, which the kernel may still accept)."""
+            readable, _, _ = select.select([self.connection], [], [], seconds)
+            if not readable:
+                return False
+            try:
+                return self.connection.recv(1, socket.MSG_PEEK) == b""
+            except OSError:
+                return True
 
         def _wait_for_disconnect(self) -> None:
             """Hold the stream open, sending nothing, until the client hangs up."""
@@ -266,9 +281,7 @@ def _handler(fake: FakeOllama) -> type[BaseHTTPRequestHandler]:
                     continue
                 except OSError:
                     break
-            fake.disconnected_at = time.monotonic()
-            fake.disconnects += 1
-            fake.disconnected.set()
+            self._note_disconnect()
 
         def _chunk(self, data: bytes) -> None:
             # Unwritable now: the send buffer is full, which only a reader that is
@@ -363,10 +376,16 @@ def main() -> None:
     parser.add_argument("--model", action="append", default=None)
     parser.add_argument("--reply", default=FakeOllama.reply)
     parser.add_argument("--token-delay-s", type=float, default=0.0)
+    parser.add_argument("--report-disconnects", action="store_true",
+                        help="print 'disconnected <time.monotonic()>' when a client hangs up mid-stream")
     args = parser.parse_args()
     fake = FakeOllama(models=args.model or ["qwen3-coder-next:latest"], reply=args.reply, token_delay_s=args.token_delay_s)
     start_fake_ollama(fake, args.host, args.port)
     print(fake.url, flush=True)
+    while args.report_disconnects:  # one hang-up at a time: the caller waits for each line
+        fake.disconnected.wait()
+        fake.disconnected.clear()
+        print(f"disconnected {fake.disconnected_at}", flush=True)
     threading.Event().wait()
 
 

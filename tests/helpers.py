@@ -13,7 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 from prometheus_client.parser import text_string_to_metric_families
 
-from tandem.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, worker_pb2_grpc
+from tandem.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, worker_pb2, worker_pb2_grpc
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -98,6 +98,14 @@ def gateway_stub(channel: grpc.aio.Channel) -> gateway_pb2_grpc.GatewayServiceSt
 
 def worker_stub(channel: grpc.aio.Channel) -> worker_pb2_grpc.WorkerServiceStub:
     return worker_pb2_grpc.WorkerServiceStub(channel)
+
+
+def start_stream(channel: grpc.aio.Channel, via: str, text: str) -> grpc.aio.UnaryStreamCall:
+    """A streaming call with one user message: ``Route`` if ``via`` is "gateway",
+    else ``Generate`` straight at the worker the channel leads to."""
+    if via == "gateway":
+        return gateway_stub(channel).Route(gateway_pb2.RouteRequest(messages=[user(text)]), timeout=GUARD_S)
+    return worker_stub(channel).Generate(worker_pb2.GenerateRequest(messages=[user(text)]), timeout=GUARD_S)
 
 
 def rich_details(exc: grpc.aio.AioRpcError) -> list[Any]:

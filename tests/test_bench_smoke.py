@@ -44,6 +44,13 @@ def test_quick_bench_writes_well_formed_results(tmp_path: Path) -> None:
     assert done.returncode == 0, f"stdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-3000:]}"
 
     summary = _load(tmp_path, "summary")
+    # Every artifact names the commit it measured and whether the tree was clean.
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                          check=True).stdout.strip()
+    for name in ("summary", *summary["suites"]):
+        taken = _load(tmp_path, name)["provenance"]
+        assert taken["commit"] == head and isinstance(taken["tree_clean"], bool), name
+        assert "--quick" in taken["command"]
     assert summary["quick"] is True
     assert summary["failures"] == {}
     assert set(summary["suites"]) >= {"latency", "guard", "throughput", "cancel", "kill", "real_model"}

@@ -36,6 +36,7 @@ from tests.helpers import (
     WORKER_SERVICE,
     gateway_stub,
     route,
+    start_stream,
     user,
     wait_for_health,
     worker_stub,
@@ -268,14 +269,7 @@ async def test_cancelling_at_random_points_leaves_nothing_running(
         async with grpc.aio.insecure_channel(
             pair.gateway.address if via == "gateway" else pair.worker.address
         ) as channel:
-            if via == "gateway":
-                call = gateway_stub(channel).Route(
-                    gateway_pb2.RouteRequest(messages=[user("count")]), timeout=GUARD_S
-                )
-            else:
-                call = worker_stub(channel).Generate(
-                    worker_pb2.GenerateRequest(messages=[user("count")]), timeout=GUARD_S
-                )
+            call = start_stream(channel, via, "count")
             await _read_until(call, point)
             call.cancel()
             assert await call.code() == grpc.StatusCode.CANCELLED
@@ -294,9 +288,9 @@ async def _read_until(call: Any, point: str) -> None:
         return
     tokens_wanted = 0 if point == "after the decision" else int(point.split()[1])
     tokens = 0
-    async for event in call:
-        assert not event.HasField("summary"), f"the stream ended before {point}"
-        tokens += event.delta.tokens if event.HasField("delta") else 0
+    async for response in call:
+        assert not response.HasField("summary"), f"the stream ended before {point}"
+        tokens += response.delta.tokens if response.HasField("delta") else 0
         if tokens >= tokens_wanted:
             return
     raise AssertionError(f"the stream ended before {point}")

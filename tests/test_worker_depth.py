@@ -9,7 +9,7 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 
-from tandem.v1 import common_pb2, worker_pb2
+from tandem.v1 import worker_pb2
 from tandem_worker.server import RunningWorker, running_worker
 from tests.conftest import worker_settings
 from tests.fake_ollama import FakeOllama
