@@ -9,7 +9,8 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 
-from tandem.conversions import bracket_depth, first_invalid_utf8_field
+from tandem.conversions import bracket_depth
+from tandem.security.wire import first_invalid_utf8_field
 from tandem.v1 import common_pb2, gateway_pb2
 from tandem_gateway.server import RunningGateway, running_gateway
 from tandem_worker.server import RunningWorker

@@ -48,9 +48,12 @@ def test_every_enum_starts_with_unspecified() -> None:
             assert zero.endswith("_UNSPECIFIED"), f"{enum.name} zero value is {zero}"
 
 
-def test_route_response_is_a_oneof_of_decision_delta_summary() -> None:
+def test_route_response_is_a_oneof_of_decision_delta_summary_tool_call() -> None:
     oneof = gateway_pb2.RouteResponse.DESCRIPTOR.oneofs_by_name["event"]
-    assert [f.name for f in oneof.fields] == ["decision", "delta", "summary"]
+    # Additive only: the first three keep their numbers, tool calls came later.
+    assert [(f.name, f.number) for f in oneof.fields] == [
+        ("decision", 1), ("delta", 2), ("summary", 3), ("tool_call", 4),
+    ]
     assert [v.name for v in common_pb2.Role.DESCRIPTOR.values] == [
         "ROLE_UNSPECIFIED", "ROLE_SYSTEM", "ROLE_USER", "ROLE_ASSISTANT", "ROLE_TOOL",
     ]

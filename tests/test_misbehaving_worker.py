@@ -104,9 +104,7 @@ async def test_failure_before_the_first_token_fails_over_to_the_next_worker(
         while not all(link.serving for link in links):
             assert await gateway.cluster.wait_for_change(GUARD_S), "workers never became SERVING"
         # Both serve; make the scripted one the first choice by loading the other.
-        for link in gateway.cluster.pool.links:
-            if link.address == worker.address:
-                link.in_flight += 100
+        gateway.cluster.pool.routes[worker.address] += 100
         calls = grpc_servicer.calls
         result = await route(gateway.address, gateway_pb2.RouteRequest(messages=[user("hi")]))
     assert grpc_servicer.calls == calls + 1

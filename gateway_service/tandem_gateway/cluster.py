@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 
 from tandem.changes import ChangeSignal
 from tandem.monitor import BackendMonitor
-from tandem.node_status import timestamp
+from tandem.node_status import host_memory
+from tandem.protoutil import timestamp
 from tandem.v1 import gateway_pb2, worker_pb2
-from tandem_gateway.workers import ChannelFactory, LinkTiming, WorkerPool, plaintext_channel
+from tandem_gateway.pool import WorkerPool
 
 _GIB = 1024**3
 LOW_MEMORY_FRACTION = 0.10
@@ -23,41 +24,50 @@ def memory_warning(node: worker_pb2.NodeStatus) -> str:
         return f"{node.node}: low memory, {free / _GIB:.1f} GiB free of {total / _GIB:.1f} GiB"
     return ""
 
+
 ReadinessSink = Callable[[bool], Awaitable[None]]
 
 
 class ClusterView:
-    """Combines the classifier backend and the workers into one status and readiness."""
+    """The judge backend (when the judge is in use) and the workers: one status, one readiness.
+
+    Ready means: at least one worker serving, and the judge backend usable when
+    the judge is in use (or the gateway fails open).
+    """
 
     def __init__(
         self,
-        monitor: BackendMonitor,
-        addresses: list[str],
+        node_name: str,
+        judge_backend: BackendMonitor | None,
+        make_pool: Callable[[Callable[[], Awaitable[None]]], WorkerPool],
         *,
         fail_open: bool,
-        timing: LinkTiming = LinkTiming(),
-        channels: ChannelFactory = plaintext_channel,
     ) -> None:
-        self.monitor = monitor
-        self.pool = WorkerPool(addresses, self._changed, timing, channels)
+        self.node_name = node_name
+        self.judge_backend = judge_backend
+        self.pool = make_pool(self._changed)
         self._fail_open = fail_open
-        self._classifier_ready = False
+        self._judge_ready = judge_backend is None
         self._ready: bool | None = None
         self._readiness_sink: ReadinessSink | None = None
         self.changes = ChangeSignal()
 
     @property
+    def judge_ready(self) -> bool:
+        return self._judge_ready
+
+    @property
     def ready(self) -> bool:
-        classifier_ok = self._classifier_ready or self._fail_open
-        return classifier_ok and self.pool.any_serving
+        return (self._judge_ready or self._fail_open) and self.pool.any_serving
 
     def start(self, on_readiness: ReadinessSink) -> None:
         self._readiness_sink = on_readiness
-        self.monitor.start(self._classifier_readiness)
+        if self.judge_backend is not None:
+            self.judge_backend.start(self._judge_readiness)
         self.pool.start()
 
-    async def _classifier_readiness(self, ready: bool) -> None:
-        self._classifier_ready = ready
+    async def _judge_readiness(self, ready: bool) -> None:
+        self._judge_ready = ready
         await self._changed()
 
     async def _changed(self) -> None:
@@ -71,8 +81,23 @@ class ClusterView:
         """True when something changed, False when ``timeout_s`` passed first."""
         return await self.changes.wait(timeout_s)
 
+    async def refresh(self) -> None:
+        """Probe the judge backend now (workers report on their own)."""
+        if self.judge_backend is not None:
+            await self.judge_backend.refresh()
+
+    def gateway_status(self) -> worker_pb2.NodeStatus:
+        if self.judge_backend is not None:
+            return self.judge_backend.status()
+        return worker_pb2.NodeStatus(
+            node=self.node_name,
+            error="",
+            memory=host_memory(),
+            backend_reachable=True,
+        )
+
     def snapshot(self) -> gateway_pb2.ClusterStatus:
-        gateway = self.monitor.status()
+        gateway = self.gateway_status()
         workers = [link.to_proto() for link in self.pool.links]
         warnings = [w for w in [memory_warning(gateway)] if w]
         warnings += [w for w in (memory_warning(x.node) for x in workers if x.HasField("node")) if w]
@@ -84,4 +109,5 @@ class ClusterView:
 
     async def close(self) -> None:
         await self.pool.close()
-        await self.monitor.stop()
+        if self.judge_backend is not None:
+            await self.judge_backend.close()

@@ -1,32 +1,33 @@
-"""Run the gateway: guard + GatewayService + health + reflection on one port."""
+"""The gateway node: guard + cluster view + GatewayService, started by ``run_node``."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-from tandem.backends.factory import build_backend
 from prometheus_client.core import GaugeMetricFamily
 
-from tandem.metrics import GaugeCollector, MetricsServer, StreamMetrics, StreamMetricsInterceptor, start_metrics
+from tandem.backends.factory import build_backend
+from tandem.metrics import MetricsServer
 from tandem.monitor import BackendMonitor
+from tandem.node import NodeRole, run_node
 from tandem.security.client import worker_channels
 from tandem.security.limits import ClientLimiter
-from tandem.security.server import ServerSecurity
-from tandem.serving import RunningServer, start_server
+from tandem.serving import RunningServer
+from tandem.services import GATEWAY_SERVICE
 from tandem.settings import GatewaySettings
-from tandem.v1 import gateway_pb2, gateway_pb2_grpc
+from tandem.v1.gateway_pb2_grpc import add_GatewayServiceServicer_to_server
 from tandem_gateway.cluster import ClusterView
 from tandem_gateway.guard.guard import Guard, build_guard
 from tandem_gateway.guard.judge import LlmJudge
-from tandem_gateway.service import GatewayService, RoutingPolicy
-from tandem_gateway.workers import LinkTiming
+from tandem_gateway.link import LinkTiming
+from tandem_gateway.pool import WorkerPool
+from tandem_gateway.routing import RoutingPolicy
+from tandem_gateway.service import GatewayService
 
 log = logging.getLogger(__name__)
-
-SERVICE_NAME = gateway_pb2.DESCRIPTOR.services_by_name["GatewayService"].full_name
 
 
 @dataclass
@@ -45,93 +46,105 @@ class RunningGateway:
 
 @contextlib.asynccontextmanager
 async def running_gateway(settings: GatewaySettings) -> AsyncIterator[RunningGateway]:
-    """Start a gateway; it turns ready when its classifier and a worker are."""
-    security = ServerSecurity.from_settings(settings, role="gateway", listen=settings.listen)
+    """Start a gateway; it turns ready when a worker (and its judge, if used) is."""
+    name = settings.node_name or "gateway"
     channels = worker_channels(settings)
-    backend = build_backend(settings, settings.production_model)
-    monitor = BackendMonitor(
-        settings.node_name or "gateway",
-        backend,
-        probe_interval_s=settings.probe_interval_s,
-        liveness_interval_s=settings.liveness_interval_s,
-        liveness_timeout_s=settings.idle_timeout_s,
-    )
-    guard = build_guard(settings, LlmJudge(backend))
-    cluster = ClusterView(
-        monitor,
-        settings.workers,
-        fail_open=settings.fail_open,
-        timing=LinkTiming(settings.link_probe_interval_s, settings.link_timeout_s),
-        channels=channels,
-    )
+    judge_backend = None
+    if settings.judge_in_use:
+        backend = build_backend(settings, settings.production_model)
+        judge_backend = BackendMonitor(
+            name,
+            backend,
+            probe_interval_s=settings.probe_interval_s,
+            liveness_interval_s=settings.liveness_interval_s,
+            liveness_timeout_s=settings.idle_timeout_s,
+        )
+    guard = build_guard(settings, LlmJudge(judge_backend.backend) if judge_backend else None)
+
+    def make_pool(on_change: Callable[[], Awaitable[None]]) -> WorkerPool:
+        return WorkerPool(
+            settings.workers,
+            on_change,
+            timing=LinkTiming(settings.link_probe_interval_s, settings.link_timeout_s),
+            channels=channels,
+            connect_timeout_s=settings.worker_connect_timeout_s,
+        )
+
+    cluster = ClusterView(name, judge_backend, make_pool, fail_open=settings.fail_open)
     service = GatewayService(
         guard,
         cluster,
         max_prompt_chars=settings.max_prompt_chars,
-        max_route_s=settings.max_route_s,
-        worker_connect_timeout_s=settings.worker_connect_timeout_s,
+        max_tool_nesting=settings.max_tool_nesting,
         routing=RoutingPolicy.from_settings(settings),
     )
-    metrics = StreamMetrics.create("tandem_gateway")
-    metrics.registry.register(GaugeCollector(lambda: _live_gauges(cluster, service)))
-    try:
-        server = await start_server(
-            settings.listen,
-            lambda s: gateway_pb2_grpc.add_GatewayServiceServicer_to_server(service, s),
-            [SERVICE_NAME],
-            interceptors=[StreamMetricsInterceptor(metrics, ["Route"]), security.gate],
-            credentials=security.credentials,
-            options=security.options,
-        )
-    except BaseException:
-        await cluster.close()
-        raise
-    metrics_server = start_metrics(settings.metrics_listen, metrics.registry, "gateway")
-
-    async def on_readiness(ready: bool) -> None:
-        log.log(logging.INFO if ready else logging.WARNING, "gateway ready=%s", ready)
-        await server.set_ready(SERVICE_NAME, ready)
-
-    cluster.start(on_readiness)
-    security.announce()
-    log.info("gateway: workers reached over %s", channels.description)
-    log.info("guard tiers: %s (judge model %s)", guard.mode, backend.model)
-    if settings.fail_open:
-        log.warning("gateway runs FAIL-OPEN: requests pass unscreened when the judge fails")
-    log.info(
-        "gateway listening on %s (classifier %s %s; workers %s)",
-        server.address, backend.kind, backend.model, ", ".join(settings.workers),
+    node = NodeRole(
+        role="gateway",
+        node_name=name,
+        service_name=GATEWAY_SERVICE,
+        add_servicer=add_GatewayServiceServicer_to_server,
+        servicer=service,
+        monitor=cluster,
+        work=service.routes,
+        gauges=lambda: _live_gauges(cluster, service),
+        observed_methods=("Route",),
     )
-    try:
-        yield RunningGateway(server, cluster, guard, metrics_server, service, security.gate.limiter)
-    finally:
-        await server.stop(service.routes)
-        await cluster.close()
-        if metrics_server is not None:
-            metrics_server.close()
+    async with run_node(node, settings) as running:
+        log.info("gateway: workers reached over %s", channels.description)
+        judge = (
+            f"judge {judge_backend.backend.kind} {judge_backend.backend.model}"
+            if judge_backend
+            else "no judge"
+        )
+        log.info("guard tiers: %s (%s)", guard.mode, judge)
+        if settings.fail_open:
+            log.warning("gateway runs FAIL-OPEN: requests pass unscreened when the judge fails")
+        log.info(
+            "gateway listening on %s (%s; workers %s)",
+            running.address, judge, ", ".join(settings.workers),
+        )
+        yield RunningGateway(
+            running.server,
+            cluster,
+            guard,
+            running.metrics_server,
+            service,
+            running.security.gate.limiter,
+        )
 
 
 def _live_gauges(cluster: ClusterView, service: GatewayService) -> list[GaugeMetricFamily]:
-    up = GaugeMetricFamily("tandem_gateway_worker_up", "1 when the worker is SERVING", labels=["worker"])
-    rtt = GaugeMetricFamily("tandem_gateway_link_rtt_seconds", "Health-check round trip per worker", labels=["worker"])
-    failures = GaugeMetricFamily(
-        "tandem_gateway_link_failures", "Consecutive failed health checks per worker", labels=["worker"]
-    )
-    in_flight = GaugeMetricFamily("tandem_gateway_worker_in_flight", "Routes relayed per worker", labels=["worker"])
+    def per_worker(name: str, help_text: str) -> GaugeMetricFamily:
+        return GaugeMetricFamily(name, help_text, labels=["worker"])
+
+    up = per_worker("tandem_gateway_worker_up", "1 when the worker is SERVING")
+    rtt = per_worker("tandem_gateway_link_rtt_seconds", "Health-check round trip per worker")
+    failures = per_worker("tandem_gateway_link_failures", "Consecutive failed health checks")
+    in_flight = per_worker("tandem_gateway_worker_in_flight", "Routes relayed per worker")
     for link in cluster.pool.links:
         up.add_metric([link.address], float(link.serving))
         failures.add_metric([link.address], link.consecutive_failures)
-        in_flight.add_metric([link.address], link.in_flight)
+        in_flight.add_metric([link.address], cluster.pool.routes[link.address])
         if link.rtt_s is not None:
             rtt.add_metric([link.address], link.rtt_s)
-    return [
+    gauges = [
         up,
         rtt,
         failures,
         in_flight,
-        GaugeMetricFamily("tandem_gateway_ready", "1 when the gateway is ready", value=float(cluster.ready)),
-        GaugeMetricFamily("tandem_gateway_routes_in_flight", "Route calls in flight", value=service.routes.count),
         GaugeMetricFamily(
-            "tandem_gateway_classifier_up", "1 when the judge backend is ready", value=float(cluster.monitor.ready)
+            "tandem_gateway_ready", "1 when the gateway is ready", value=float(cluster.ready)
+        ),
+        GaugeMetricFamily(
+            "tandem_gateway_routes_in_flight", "Route calls in flight", value=service.routes.count
         ),
     ]
+    if cluster.judge_backend is not None:
+        gauges.append(
+            GaugeMetricFamily(
+                "tandem_gateway_judge_backend_up",
+                "1 when the judge's backend is ready",
+                value=float(cluster.judge_ready),
+            )
+        )
+    return gauges

@@ -9,11 +9,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from google.protobuf import duration_pb2, json_format, struct_pb2
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf import json_format, struct_pb2
 
 from tandem.backends.base import ChatTurn, Done, RoleName, SamplingOptions, ToolCall
-from tandem.status import RichStatusError, invalid_argument
+from tandem.errors import InvalidArgument
 from tandem.v1 import common_pb2
 
 _ROLE_NAMES: dict[int, RoleName] = {
@@ -42,47 +41,37 @@ def turns_from_proto(
     can recurse into it.
     """
     if not messages:
-        raise RichStatusError(invalid_argument("messages", "at least one message is required"))
+        raise InvalidArgument("messages", "at least one message is required")
     turns: list[ChatTurn] = []
     total = 0
     for index, message in enumerate(messages):
         role = _ROLE_NAMES.get(message.role)
         if role is None:
             label = "ROLE_UNSPECIFIED" if message.role == 0 else f"unknown value {message.role}"
-            raise RichStatusError(
-                invalid_argument(
-                    f"messages[{index}].role",
-                    f"{label}; use ROLE_SYSTEM, ROLE_USER, ROLE_ASSISTANT or ROLE_TOOL",
-                )
+            raise InvalidArgument(
+                f"messages[{index}].role",
+                f"{label}; use ROLE_SYSTEM, ROLE_USER, ROLE_ASSISTANT or ROLE_TOOL",
             )
         if not message.content.strip() and not (role == "assistant" and message.tool_calls):
-            raise RichStatusError(
-                invalid_argument(f"messages[{index}].content", "must not be empty")
-            )
+            raise InvalidArgument(f"messages[{index}].content", "must not be empty")
         if "\x00" in message.content:
-            raise RichStatusError(
-                invalid_argument(
-                    f"messages[{index}].content",
-                    f"contains a NUL character (U+0000) at offset {message.content.index(chr(0))}",
-                )
+            raise InvalidArgument(
+                f"messages[{index}].content",
+                f"contains a NUL character (U+0000) at offset {message.content.index(chr(0))}",
             )
         total += len(message.content)
         if total > max_chars:
-            raise RichStatusError(
-                invalid_argument(
-                    "messages",
-                    f"the conversation exceeds the limit of {max_chars} characters "
-                    f"(at messages[{index}])",
-                )
+            raise InvalidArgument(
+                "messages",
+                f"the conversation exceeds the limit of {max_chars} characters "
+                f"(at messages[{index}])",
             )
         if max_tool_nesting is not None and role == "tool":
             depth = bracket_depth(message.content, stop_above=max_tool_nesting)
             if depth > max_tool_nesting:
-                raise RichStatusError(
-                    invalid_argument(
-                        f"messages[{index}].content",
-                        f"tool content nests brackets deeper than the limit of {max_tool_nesting}",
-                    )
+                raise InvalidArgument(
+                    f"messages[{index}].content",
+                    f"tool content nests brackets deeper than the limit of {max_tool_nesting}",
                 )
         turns.append(
             ChatTurn(
@@ -94,11 +83,9 @@ def turns_from_proto(
             )
         )
     if turns[-1].role == "assistant":
-        raise RichStatusError(
-            invalid_argument(
-                f"messages[{len(turns) - 1}].role",
-                "the last message must not be ROLE_ASSISTANT; there is nothing to answer",
-            )
+        raise InvalidArgument(
+            f"messages[{len(turns) - 1}].role",
+            "the last message must not be ROLE_ASSISTANT; there is nothing to answer",
         )
     return turns
 
@@ -135,69 +122,6 @@ def bracket_depth(text: str, *, stop_above: int | None = None) -> int:
         elif char in _CLOSERS and depth > 0:
             depth -= 1
     return deepest
-
-
-def first_invalid_utf8_field(descriptor: Descriptor, data: bytes, prefix: str = "") -> str | None:
-    """The path (``messages[2].content``) of the first string field in ``data``
-    that is not valid UTF-8, reading the protobuf wire format by hand; None if
-    there is none or the bytes are not parseable wire format.
-
-    protobuf refuses such a message as a whole ("Error parsing message"); this
-    names the field for the INVALID_ARGUMENT a client gets.
-    """
-    counts: dict[int, int] = {}
-    pos = 0
-    try:
-        while pos < len(data):
-            key, pos = _varint(data, pos)
-            number, wire = key >> 3, key & 7
-            if wire == 0:
-                _, pos = _varint(data, pos)
-            elif wire == 1:
-                pos += 8
-            elif wire == 5:
-                pos += 4
-            elif wire == 2:
-                length, pos = _varint(data, pos)
-                chunk = data[pos : pos + length]
-                if len(chunk) != length:
-                    return None
-                pos += length
-                field = descriptor.fields_by_number.get(number)
-                if field is None:
-                    continue
-                seen = counts.get(number, 0)
-                counts[number] = seen + 1
-                name = f"{prefix}{field.name}"
-                if field.label == FieldDescriptor.LABEL_REPEATED:
-                    name = f"{name}[{seen}]"
-                if field.type == FieldDescriptor.TYPE_STRING:
-                    try:
-                        chunk.decode("utf-8")
-                    except UnicodeDecodeError as exc:
-                        return f"{name} (invalid UTF-8 at byte {exc.start})"
-                elif field.type == FieldDescriptor.TYPE_MESSAGE:
-                    inner = first_invalid_utf8_field(field.message_type, chunk, f"{name}.")
-                    if inner is not None:
-                        return inner
-            else:
-                return None
-    except IndexError:
-        return None
-    return None
-
-
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise IndexError("varint too long")
 
 
 def struct_to_dict(value: struct_pb2.Struct) -> dict[str, object]:
@@ -249,22 +173,18 @@ def options_from_proto(options: common_pb2.GenerationOptions) -> SamplingOptions
     """Validate generation options and convert them."""
     max_tokens = options.max_tokens if options.HasField("max_tokens") else None
     if max_tokens is not None and not 1 <= max_tokens <= MAX_TOKENS_LIMIT:
-        raise RichStatusError(
-            invalid_argument("options.max_tokens", f"must be between 1 and {MAX_TOKENS_LIMIT}")
-        )
+        raise InvalidArgument("options.max_tokens", f"must be between 1 and {MAX_TOKENS_LIMIT}")
     temperature = options.temperature if options.HasField("temperature") else None
     if temperature is not None and not (math.isfinite(temperature) and 0.0 <= temperature <= 2.0):
-        raise RichStatusError(invalid_argument("options.temperature", "must be between 0 and 2"))
+        raise InvalidArgument("options.temperature", "must be between 0 and 2")
     top_p = options.top_p if options.HasField("top_p") else None
     if top_p is not None and not (math.isfinite(top_p) and 0.0 < top_p <= 1.0):
-        raise RichStatusError(invalid_argument("options.top_p", "must be in (0, 1]"))
+        raise InvalidArgument("options.top_p", "must be in (0, 1]")
     if len(options.stop) > MAX_STOP_SEQUENCES:
-        raise RichStatusError(
-            invalid_argument("options.stop", f"at most {MAX_STOP_SEQUENCES} stop strings")
-        )
+        raise InvalidArgument("options.stop", f"at most {MAX_STOP_SEQUENCES} stop strings")
     for index, stop in enumerate(options.stop):
         if not stop:
-            raise RichStatusError(invalid_argument(f"options.stop[{index}]", "must not be empty"))
+            raise InvalidArgument(f"options.stop[{index}]", "must not be empty")
     return SamplingOptions(
         max_tokens=max_tokens,
         temperature=temperature,
@@ -272,12 +192,6 @@ def options_from_proto(options: common_pb2.GenerationOptions) -> SamplingOptions
         seed=options.seed if options.HasField("seed") else None,
         top_p=top_p,
     )
-
-
-def seconds_to_duration(seconds: float) -> duration_pb2.Duration:
-    duration = duration_pb2.Duration()
-    duration.FromNanoseconds(int(max(0.0, seconds) * 1e9))
-    return duration
 
 
 def finish_reason_to_proto(done: Done) -> common_pb2.FinishReason.ValueType:

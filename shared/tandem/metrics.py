@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from tandem.sdk.convert import enum_name
+from tandem.protoutil import enum_name
 from tandem.settings import parse_host_port
 from tandem.v1 import gateway_pb2
 

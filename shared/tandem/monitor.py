@@ -150,7 +150,7 @@ class BackendMonitor:
             status.liveness.error = self._liveness.error
         return status
 
-    async def stop(self) -> None:
+    async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import psutil
-from google.protobuf import timestamp_pb2
 
 from tandem.backends.base import BackendProbe, ChatBackend
-from tandem.conversions import seconds_to_duration
+from tandem.protoutil import seconds_to_duration, timestamp
 from tandem.v1 import worker_pb2
 
 _BACKEND_KINDS = {
     "ollama": worker_pb2.BACKEND_KIND_OLLAMA,
     "embedded": worker_pb2.BACKEND_KIND_EMBEDDED,
 }
-
-
-def timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
 
 
 def host_memory() -> worker_pb2.MemoryInfo:

@@ -8,6 +8,7 @@ then the ``--env-file`` (see ``deploy/*.env``), then the default below.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -17,6 +18,16 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from tandem.security.tokens import TokenTable, parse_token_line
 
 EMBEDDED_MODEL_NAME = "smollm2-135m-instruct"
+DIFFICULTIES = ("low", "medium", "high")
+
+
+@dataclass(frozen=True, slots=True)
+class DifficultyDefaults:
+    """Worker-call defaults for one difficulty, used when the client set none."""
+
+    max_tokens: int
+    deadline_s: float
+    priority: int = 0
 
 
 class BackendSettings(BaseSettings):
@@ -221,7 +232,16 @@ class ServerSecuritySettings(BaseSettings):
         return self
 
 
-class WorkerSettings(ServerSecuritySettings, BackendSettings):
+class NodeSettings(ServerSecuritySettings, BackendSettings):
+    """What every serving role has: a gRPC address and a metrics address."""
+
+    listen: str = Field(default="127.0.0.1:0", description="host:port to serve gRPC on.")
+    metrics_listen: str | None = Field(
+        default=None, description="host:port for the Prometheus /metrics endpoint; empty disables it."
+    )
+
+
+class WorkerSettings(NodeSettings):
     """``tandem worker``: the Mac Mini node that generates."""
 
     model_config = SettingsConfigDict(env_prefix="TANDEM_WORKER_", extra="ignore")
@@ -290,7 +310,7 @@ class WorkerSettings(ServerSecuritySettings, BackendSettings):
         return "qwen3-coder-next"
 
 
-class GatewaySettings(ServerSecuritySettings, BackendSettings):
+class GatewaySettings(NodeSettings):
     """``tandem gateway``: the MacBook node that screens and routes."""
 
     model_config = SettingsConfigDict(env_prefix="TANDEM_GATEWAY_", extra="ignore")
@@ -499,6 +519,17 @@ class GatewaySettings(ServerSecuritySettings, BackendSettings):
     def production_model(self) -> str:
         return "llama3.1:8b"
 
+    def difficulty_defaults(self) -> dict[str, DifficultyDefaults]:
+        """The per-difficulty knobs above as one structure, keyed low/medium/high."""
+        return {
+            name: DifficultyDefaults(
+                max_tokens=getattr(self, f"{name}_max_tokens"),
+                deadline_s=getattr(self, f"{name}_deadline_s"),
+                priority=getattr(self, f"{name}_priority"),
+            )
+            for name in DIFFICULTIES
+        }
+
     @property
     def enforce_judge(self) -> bool:
         if self.judge_verdicts is not None:
@@ -579,9 +610,6 @@ class TandemSettings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     client: ClientSettings = Field(default_factory=ClientSettings)
-
-
-Role = Literal["worker", "gateway"]
 
 
 def resolved_model(settings: BackendSettings, production_model: str) -> str:

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from tandem.changes import ChangeSignal
+from tandem.errors import ResourceExhausted
 
 _MIN_RETRY_S = 1.0
 _MAX_RETRY_S = 60.0
@@ -24,10 +25,17 @@ _EWMA_WEIGHT = 0.2
 DEFAULT_MAX_BYPASS = 8
 
 
-class AdmissionRejected(Exception):
+class AdmissionRejected(ResourceExhausted):
+    """The queue is full: RESOURCE_EXHAUSTED, with when a slot will likely be free."""
+
+    names_node = True
+
     def __init__(self, running: int, queued: int, retry_after_s: float) -> None:
-        super().__init__(f"{running} generations running and {queued} queued (the limit)")
-        self.retry_after_s = retry_after_s
+        super().__init__(
+            f"busy ({running} generations running and {queued} queued (the limit)); "
+            f"retry in {retry_after_s:.0f}s",
+            retry_after_s=retry_after_s,
+        )
 
 
 @dataclass(eq=False)

@@ -14,21 +14,15 @@ from tandem.backends import BackendError, BackendUnavailable, ChatTurn, Delta, D
 from tandem.conversions import (
     finish_reason_to_proto,
     options_from_proto,
-    seconds_to_duration,
     turns_from_proto,
     usage_to_proto,
 )
+from tandem.errors import DeadlineExceeded
 from tandem.metadata import request_id_of
 from tandem.monitor import BackendMonitor
-from tandem.status import (
-    RichStatusError,
-    abort,
-    deadline_exceeded,
-    from_backend_error,
-    resource_exhausted,
-)
+from tandem.protoutil import seconds_to_duration
 from tandem.v1 import common_pb2, worker_pb2, worker_pb2_grpc
-from tandem_worker.admission import Admission, AdmissionRejected
+from tandem_worker.admission import Admission
 from tandem_worker.coalesce import coalesced
 
 log = logging.getLogger(__name__)
@@ -59,11 +53,8 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
     ) -> AsyncIterator[worker_pb2.GenerateResponse]:
         started = time.monotonic()
         request_id = request_id_of(context)
-        try:
-            turns = turns_from_proto(request.messages, max_chars=self._max_prompt_chars)
-            options = options_from_proto(request.options)
-        except RichStatusError as exc:
-            await abort(context, exc.status)
+        turns = turns_from_proto(request.messages, max_chars=self._max_prompt_chars)
+        options = options_from_proto(request.options)
         remaining = context.time_remaining()
         budget = self._max_generation_s if remaining is None else min(remaining, self._max_generation_s)
         node = self._node
@@ -78,24 +69,12 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
                     async with contextlib.aclosing(events):
                         async for response in events:
                             yield response
-        except AdmissionRejected as exc:
-            await abort(
-                context,
-                resource_exhausted(
-                    f"{node.name}: busy ({exc}); retry in {exc.retry_after_s:.0f}s",
-                    exc.retry_after_s,
-                    node=node.name,
-                ),
-            )
         except TimeoutError:
             where = "generating" if relay.started else "waiting for a free slot"
-            await abort(
-                context,
-                deadline_exceeded(f"{node.name}: deadline of {budget:.1f}s passed while {where}"),
-            )
+            raise DeadlineExceeded(f"deadline of {budget:.1f}s passed while {where}") from None
         except BackendError as exc:
             log.warning("generate %s failed: %s", request_id, exc.message)
-            await abort(context, from_backend_error(exc, node.name))
+            raise
 
     async def GetNodeStatus(
         self, request: worker_pb2.GetNodeStatusRequest, context: grpc.aio.ServicerContext

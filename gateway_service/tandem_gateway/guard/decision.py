@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from tandem.conversions import seconds_to_duration
+from tandem.protoutil import seconds_to_duration
 from tandem.v1 import gateway_pb2
 
 VerdictName = Literal["allow", "refuse"]

@@ -91,7 +91,7 @@ class Guard:
 
     def __init__(
         self,
-        judge: LlmJudge,
+        judge: LlmJudge | None,
         *,
         rules: RulesTier | None = None,
         judge_timeout_s: float,
@@ -224,6 +224,8 @@ class Guard:
             return screening.decision
         started = screening.started
         try:
+            if self.judge is None:
+                raise JudgeError("no judge is configured")
             async with asyncio.timeout(self._judge_timeout_s):
                 output = await self.judge.judge(screening.turns)
         except (JudgeError, BackendError, TimeoutError) as exc:
@@ -316,7 +318,7 @@ def _with_notes(decision: GuardDecision, notes: Sequence[str], latency_s: float)
     return dataclasses.replace(decision, reason=reason, latency_s=latency_s, notes=tuple(notes))
 
 
-def build_guard(settings: GatewaySettings, judge: LlmJudge) -> Guard:
+def build_guard(settings: GatewaySettings, judge: LlmJudge | None) -> Guard:
     """The gateway's guard as its settings describe it."""
     classifier = GuardClassifier.load(settings.classifier_path) if settings.classifier else None
     return Guard(

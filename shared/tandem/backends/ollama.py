@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import AsyncGenerator, Sequence
 from datetime import datetime
@@ -323,22 +322,13 @@ def _same_model(candidate: str, wanted: str) -> bool:
 
 
 def _parse_time(value: Any) -> datetime | None:
-    """Ollama prints RFC 3339 with nanoseconds; Python parses at most microseconds."""
+    """Ollama's RFC 3339 timestamps (nanoseconds, ``Z`` or an offset); None if absent."""
     if not isinstance(value, str) or not value:
         return None
-    match = _RFC3339.match(value.strip())
-    if match is None:
-        return None
-    base, fraction, zone = match.groups()
-    zone = "+00:00" if zone in ("Z", "z") else zone
-    text = f"{base}.{(fraction or '0')[:6]}{zone}"
     try:
-        return datetime.fromisoformat(text)
+        return datetime.fromisoformat(value.strip())
     except ValueError:
         return None
-
-
-_RFC3339 = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|z|[+-]\d{2}:\d{2})$")
 
 
 def _describe(exc: BaseException) -> str:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 
 from tandem import __version__
 from tandem.cli.options import add_settings_arguments, settings_from_args
+from tandem.cli.roles import add_role_commands
 from tandem.logs import configure_logging
 from tandem.security.client import ClientSecurity
-from tandem.settings import ClientSettings, GatewaySettings, OpenAISettings, WorkerSettings
+from tandem.settings import ClientSettings, OpenAISettings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,20 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    worker = commands.add_parser(
-        "worker",
-        help="run the worker (the Mac Mini node that generates)",
-        description="Serve tandem.v1.WorkerService. Without --ollama-url it runs the embedded model.",
-    )
-    add_settings_arguments(worker, WorkerSettings)
-
-    gateway = commands.add_parser(
-        "gateway",
-        help="run the gateway (the MacBook node that screens and routes)",
-        description="Serve tandem.v1.GatewayService. The classifier runs on the embedded model "
-        "unless --ollama-url is given.",
-    )
-    add_settings_arguments(gateway, GatewaySettings)
+    add_role_commands(commands)
 
     up = commands.add_parser(
         "up",
@@ -143,18 +130,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _dispatch(args: argparse.Namespace) -> int:
-    if args.command in ("worker", "gateway"):
-        from tandem.cli.serve import run_gateway, run_worker  # noqa: PLC0415
-
-        try:
-            if args.command == "worker":
-                await run_worker(settings_from_args(WorkerSettings, args, args.env_file))
-            else:
-                await run_gateway(settings_from_args(GatewaySettings, args, args.env_file))
-        except (OSError, ValueError) as exc:  # cannot bind, unreadable token file, ...
-            logging.getLogger("tandem").error("%s: %s", args.command, exc)
-            return 1
-        return 0
+    run = getattr(args, "run", None)
+    if run is not None:  # a role's command (tandem.cli.roles)
+        return int(await run(args))
     if args.command == "health":
         from tandem.cli.health import check_health  # noqa: PLC0415
 

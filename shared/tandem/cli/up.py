@@ -13,7 +13,8 @@ import sys
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-GATEWAY_SERVICE = "tandem.v1.GatewayService"
+from tandem.services import GATEWAY_SERVICE
+
 _STOP_GRACE_S = 15.0
 
 

@@ -15,9 +15,7 @@ import grpc
 from pydantic import BaseModel, ConfigDict, Field
 
 from tandem.serving import MAX_MESSAGE_BYTES
-from tandem.v1 import gateway_pb2
-
-GATEWAY_SERVICE = gateway_pb2.DESCRIPTOR.services_by_name["GatewayService"].full_name
+from tandem.services import GATEWAY_SERVICE
 
 # Called before every call; returns metadata to send with it, e.g.
 # (("authorization", "Bearer ..."),). Called each time, so tokens can rotate.

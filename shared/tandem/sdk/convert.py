@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any, cast
-
-from google.protobuf import duration_pb2, timestamp_pb2
-from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
+from typing import cast
 
 from tandem.conversions import turns_to_proto
+from tandem.protoutil import duration_seconds, enum_name, timestamp_datetime
 from tandem.sdk.models import (
     Answer,
     ChatTurn,
@@ -70,22 +67,6 @@ def classify_request(conversation: Conversation) -> gateway_pb2.ClassifyRequest:
     return gateway_pb2.ClassifyRequest(messages=turns_to_proto(conversation_turns(conversation)))
 
 
-def enum_name(enum: EnumTypeWrapper, value: int, prefix: str) -> Any:
-    """``VERDICT_ALLOW`` → ``"allow"``; an unknown number → ``"unspecified"``."""
-    try:
-        return enum.Name(value).removeprefix(prefix).lower()
-    except ValueError:
-        return "unspecified"
-
-
-def _seconds(duration: duration_pb2.Duration) -> float:
-    return duration.ToNanoseconds() / 1e9
-
-
-def _time(stamp: timestamp_pb2.Timestamp, present: bool) -> datetime | None:
-    return stamp.ToDatetime(tzinfo=UTC) if present else None
-
-
 def decision_from_proto(decision: gateway_pb2.Decision) -> Decision:
     return Decision(
         verdict=enum_name(gateway_pb2.Verdict, decision.verdict, "VERDICT_"),
@@ -96,7 +77,7 @@ def decision_from_proto(decision: gateway_pb2.Decision) -> Decision:
         ),
         reason=decision.reason,
         tier=enum_name(gateway_pb2.DecisionTier, decision.tier, "DECISION_TIER_"),
-        latency_s=_seconds(decision.latency),
+        latency_s=duration_seconds(decision.latency),
     )
 
 
@@ -107,8 +88,8 @@ def summary_from_proto(summary: gateway_pb2.RouteSummary) -> Summary:
         worker=summary.worker,
         model=summary.model,
         message=summary.message,
-        time_to_first_token_s=_seconds(summary.timings.time_to_first_token),
-        total_s=_seconds(summary.timings.total),
+        time_to_first_token_s=duration_seconds(summary.timings.time_to_first_token),
+        total_s=duration_seconds(summary.timings.total),
     )
 
 
@@ -152,13 +133,13 @@ def cluster_status_from_proto(status: gateway_pb2.ClusterStatus) -> ClusterStatu
                 state=enum_name(gateway_pb2.WorkerState, w.state, "WORKER_STATE_"),
                 node=node_from_proto(w.node) if w.HasField("node") else None,
                 error=w.error,
-                last_seen=_time(w.last_seen, w.HasField("last_seen")),
-                link_rtt_s=_seconds(w.link_rtt) if w.HasField("link_rtt") else None,
+                last_seen=timestamp_datetime(w.last_seen, w.HasField("last_seen")),
+                link_rtt_s=duration_seconds(w.link_rtt) if w.HasField("link_rtt") else None,
                 consecutive_failures=w.consecutive_failures,
             )
             for w in status.workers
         ),
-        observed_at=_time(status.observed_at, status.HasField("observed_at")),
+        observed_at=timestamp_datetime(status.observed_at, status.HasField("observed_at")),
         warnings=tuple(status.warnings),
     )
 

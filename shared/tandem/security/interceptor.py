@@ -11,7 +11,11 @@ For each call, in order:
    once → ``RESOURCE_EXHAUSTED`` with ``RetryInfo``. The client is the token's
    name, or else the peer's IP address. Health is exempt, so a greedy client
    on the same host never makes a probe fail.
-3. **Request shape**: at most ``max_messages`` chat messages → ``INVALID_ARGUMENT``.
+3. **Request shape**: a body that is not the protobuf it should be, or more
+   than ``max_messages`` chat messages → ``INVALID_ARGUMENT``.
+4. **Errors**: a ``tandem.errors.TandemFault`` raised by the handler (or by
+   anything it calls) ends the call with that fault's rich status. This is the
+   one place faults become statuses; servicers raise, never abort by hand.
 
 Rejections are logged with the client and the reason, never the token, and at
 most once a second, so a flood cannot flood the log too.
@@ -31,12 +35,19 @@ from urllib.parse import unquote
 import grpc
 from google.protobuf.message import DecodeError
 
-from tandem.conversions import first_invalid_utf8_field
+from tandem.errors import (
+    InvalidArgument,
+    PermissionDenied,
+    TandemFault,
+    Unauthenticated,
+    abort,
+)
 from tandem.metadata import request_id_of
 from tandem.security.limits import ClientLimiter, LimitExceeded
 from tandem.security.redact import redact
-from tandem.security.tokens import HEALTH_SERVICE, REFLECTION_SERVICES, TokenTable, bearer_token
-from tandem.status import RichStatus, abort, invalid_argument, resource_exhausted
+from tandem.security.tokens import TokenTable, bearer_token
+from tandem.services import HEALTH_SERVICE, REFLECTION_SERVICES
+from tandem.security.wire import first_invalid_utf8_field
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +59,8 @@ class GatePolicy:
     """What the gate enforces. ``tokens`` None means authentication is off."""
 
     role: str
+    # The name statuses use for this node ("<node>: busy ..."); the role when unset.
+    node: str = ""
     tokens: TokenTable | None = None
     open_reflection: bool = True
     max_messages: int = 0
@@ -112,6 +125,7 @@ class CallGate(grpc.aio.ServerInterceptor):
     def __init__(self, policy: GatePolicy, limiter: ClientLimiter) -> None:
         self.policy = policy
         self.limiter = limiter
+        self.node = policy.node or policy.role
         self._throttle = _Throttle(_LOG_EVERY_S)
 
     async def intercept_service(
@@ -139,19 +153,15 @@ class CallGate(grpc.aio.ServerInterceptor):
                     return self._reject(
                         handler,
                         method,
-                        RichStatus(
-                            grpc.StatusCode.UNAUTHENTICATED,
-                            f"{why}: send the metadata header 'authorization' as 'Bearer <token>'",
+                        Unauthenticated(
+                            f"{why}: send the metadata header 'authorization' as 'Bearer <token>'"
                         ),
                     )
                 if not principal.may_call(method):
                     return self._reject(
                         handler,
                         method,
-                        RichStatus(
-                            grpc.StatusCode.PERMISSION_DENIED,
-                            f"client {principal.name!r} may not call {method}",
-                        ),
+                        PermissionDenied(f"client {principal.name!r} may not call {method}"),
                         client,
                     )
         return self._wrap(handler, method, client, limited=not health)
@@ -167,7 +177,7 @@ class CallGate(grpc.aio.ServerInterceptor):
         self,
         handler: grpc.RpcMethodHandler,
         method: str,
-        status: RichStatus,
+        fault: TandemFault,
         client: str | None = None,
     ) -> grpc.RpcMethodHandler:
         gate = self
@@ -178,12 +188,12 @@ class CallGate(grpc.aio.ServerInterceptor):
                 logging.WARNING,
                 "%s: %s %s from %s: %s",
                 gate.policy.role,
-                status.code.name,
+                fault.code.name,
                 method,
                 who,
-                status.message,
+                fault.message,
             )
-            await abort(context, status)
+            await abort(context, fault)
 
         async def reject_stream(
             request: Any, context: grpc.aio.ServicerContext
@@ -221,36 +231,23 @@ class CallGate(grpc.aio.ServerInterceptor):
                     who,
                     exc.message,
                 )
-                await abort(
-                    context,
-                    resource_exhausted(
-                        f"{self.policy.role}: {exc.message}",
-                        exc.retry_after_s,
-                        node=self.policy.role,
-                    ),
-                )
+                await abort(context, exc, self.policy.role)
             yield who
 
     async def _check_request(
         self, request: Any, context: grpc.aio.ServicerContext, method: str
     ) -> None:
         if isinstance(request, _Undecodable):
-            await abort(
-                context,
-                invalid_argument(
-                    request.field, f"not a valid {request.type_name}: {request.error}"
-                ),
+            raise InvalidArgument(
+                request.field, f"not a valid {request.type_name}: {request.error}"
             )
         messages = getattr(request, "messages", None)
         if messages is None:
             return
         limit = self.policy.max_messages
         if limit > 0 and len(messages) > limit:
-            await abort(
-                context,
-                invalid_argument(
-                    "messages", f"at most {limit} messages per request, got {len(messages)}"
-                ),
+            raise InvalidArgument(
+                "messages", f"at most {limit} messages per request, got {len(messages)}"
             )
         if self.policy.log_prompts:
             text = " | ".join(f"{m.role}:{m.content}" for m in messages)
@@ -287,8 +284,11 @@ class CallGate(grpc.aio.ServerInterceptor):
 
             async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 async with gate._admitted(context, client, method, limited):
-                    await gate._check_request(request, context, method)
-                    return await inner_uu(request, context)
+                    try:
+                        await gate._check_request(request, context, method)
+                        return await inner_uu(request, context)
+                    except TandemFault as fault:
+                        await abort(context, fault, gate.node)
 
             return grpc.unary_unary_rpc_method_handler(unary_unary, **kwargs)
         if handler.stream_unary is not None:
@@ -296,7 +296,10 @@ class CallGate(grpc.aio.ServerInterceptor):
 
             async def stream_unary(requests: Any, context: grpc.aio.ServicerContext) -> Any:
                 async with gate._admitted(context, client, method, limited):
-                    return await inner_su(requests, context)
+                    try:
+                        return await inner_su(requests, context)
+                    except TandemFault as fault:
+                        await abort(context, fault, gate.node)
 
             return grpc.stream_unary_rpc_method_handler(stream_unary, **kwargs)
         inner = handler.unary_stream or handler.stream_stream
@@ -304,15 +307,18 @@ class CallGate(grpc.aio.ServerInterceptor):
 
         async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             async with gate._admitted(context, client, method, limited):
-                if unary_request:
-                    await gate._check_request(request, context, method)
-                result = inner(request, context)
-                if not inspect.isasyncgen(result):
-                    await result
-                    return
-                async with contextlib.aclosing(result):
-                    async for response in result:
-                        yield response
+                try:
+                    if unary_request:
+                        await gate._check_request(request, context, method)
+                    result = inner(request, context)
+                    if not inspect.isasyncgen(result):
+                        await result
+                        return
+                    async with contextlib.aclosing(result):
+                        async for response in result:
+                            yield response
+                except TandemFault as fault:
+                    await abort(context, fault, gate.node)
 
         if unary_request:
             return grpc.unary_stream_rpc_method_handler(streaming, **kwargs)

@@ -13,18 +13,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from tandem.changes import ChangeSignal
+from tandem.errors import ResourceExhausted
 
 # Idle clients (bucket full, nothing open) are forgotten past this many entries.
 _PRUNE_ABOVE = 4096
 
 
-class LimitExceeded(Exception):
+class LimitExceeded(ResourceExhausted):
     """A call over a client's limit; ``retry_after_s`` is when trying again makes sense."""
 
+    names_node = True
+
     def __init__(self, message: str, retry_after_s: float) -> None:
-        super().__init__(message)
-        self.message = message
-        self.retry_after_s = retry_after_s
+        super().__init__(message, retry_after_s=retry_after_s)
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,7 +58,7 @@ class ServerSecurity:
 
     @classmethod
     def from_settings(
-        cls, settings: ServerSecuritySettings, *, role: str, listen: str
+        cls, settings: ServerSecuritySettings, *, role: str, listen: str, node: str = ""
     ) -> ServerSecurity:
         """Raises ValueError (TokenFileError, TlsConfigError) for settings that cannot work."""
         tokens = None
@@ -70,6 +70,7 @@ class ServerSecurity:
         gate = CallGate(
             GatePolicy(
                 role=role,
+                node=node or role,
                 tokens=tokens,
                 open_reflection=settings.open_reflection,
                 max_messages=settings.max_messages,

@@ -22,17 +22,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tandem.services import GATEWAY_SERVICE, REFLECTION_SERVICES, WORKER_SERVICE
+
 TOKEN_PREFIX = "tdm_"
 HASH_PREFIX = "sha256:"
 AUTHORIZATION_KEY = "authorization"
 
-GATEWAY_SERVICE = "tandem.v1.GatewayService"
-WORKER_SERVICE = "tandem.v1.WorkerService"
-HEALTH_SERVICE = "grpc.health.v1.Health"
-REFLECTION_SERVICES = (
-    "grpc.reflection.v1alpha.ServerReflection",
-    "grpc.reflection.v1.ServerReflection",
-)
 
 # Named scopes; anything else must be a method ("/pkg.Service/Method") or a
 # service wildcard ("pkg.Service/*").

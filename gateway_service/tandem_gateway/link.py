@@ -1,8 +1,9 @@
-"""The gateway's view of its workers: one channel each, watched over gRPC health.
+"""One worker as the gateway sees it: its channel, watched over gRPC health.
 
 Each worker's health is followed with the standard ``Health/Watch`` stream, so
 the gateway learns of a worker turning ready, not ready, or unreachable as it
-happens, not on a polling tick.
+happens, not on a polling tick. Choosing a worker and calling it is the
+pool's job (``tandem_gateway.pool``).
 """
 
 from __future__ import annotations
@@ -11,22 +12,20 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tandem.changes import ChangeSignal
-from tandem.node_status import timestamp
+from tandem.protoutil import timestamp
 from tandem.serving import CHANNEL_OPTIONS
-from tandem.status import RichStatus, unavailable
+from tandem.services import WORKER_SERVICE
 from tandem.v1 import gateway_pb2, worker_pb2, worker_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-WORKER_SERVICE = worker_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name
 _WATCH_RETRY_S = 0.5
 _STATUS_TIMEOUT_S = 3.0
 _NODE_REFRESH_EVERY = 10  # link probes between two GetNodeStatus refreshes
@@ -86,7 +85,6 @@ class WorkerLink:
         self.rtt_s: float | None = None
         self.consecutive_failures = 0
         self.node: worker_pb2.NodeStatus | None = None
-        self.in_flight = 0
         # Set when the worker refuses the gateway's token or certificate: the
         # link then counts as NOT_SERVING, with this as the reason.
         self.credentials_error = ""
@@ -205,66 +203,3 @@ class WorkerLink:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.channel.close()
-
-
-class WorkerPool:
-    """Chooses a serving worker for each request."""
-
-    def __init__(
-        self,
-        addresses: Iterable[str],
-        on_change: ChangeSink,
-        timing: LinkTiming = LinkTiming(),
-        channels: ChannelFactory = plaintext_channel,
-    ) -> None:
-        self._on_change = on_change
-        self.changes = ChangeSignal()
-        self.links = [
-            WorkerLink(address, self._link_changed, timing, channels) for address in addresses
-        ]
-
-    async def _link_changed(self) -> None:
-        self.changes.notify()
-        await self._on_change()
-
-    @property
-    def any_serving(self) -> bool:
-        return any(link.serving for link in self.links)
-
-    def start(self) -> None:
-        for link in self.links:
-            link.start()
-
-    def pick(self, exclude: set[str] = frozenset()) -> WorkerLink | None:  # type: ignore[assignment]
-        candidates = [l for l in self.links if l.serving and l.address not in exclude]
-        if not candidates:
-            return None
-        return min(candidates, key=lambda l: (not (l.node and l.node.model_loaded), l.in_flight))
-
-    async def wait_for_worker(self, exclude: set[str], timeout_s: float) -> WorkerLink:
-        """A serving worker, waiting up to ``timeout_s`` for one to appear."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            link = self.pick(exclude)
-            if link is not None:
-                return link
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise NoWorkerError(self._no_worker_status(exclude))
-            await self.changes.wait(remaining)
-
-    def _no_worker_status(self, exclude: set[str]) -> RichStatus:
-        states = "; ".join(link.describe() for link in self.links)
-        tried = f" (already failed: {', '.join(sorted(exclude))})" if exclude else ""
-        names = ",".join(link.address for link in self.links)
-        return unavailable(names, f"no worker is serving{tried}: {states}", reason="NO_WORKER")
-
-    async def close(self) -> None:
-        for link in self.links:
-            await link.close()
-
-
-class NoWorkerError(Exception):
-    def __init__(self, status: RichStatus) -> None:
-        super().__init__(status.message)
-        self.status = status

@@ -1,0 +1,26 @@
+"""``tandem worker``: the Mac Mini node that generates (registered in pyproject.toml)."""
+
+from __future__ import annotations
+
+import argparse
+
+from tandem.cli.options import add_settings_arguments, settings_from_args
+from tandem.cli.roles import Subcommands, serve_until_signal
+from tandem.settings import WorkerSettings
+
+
+def add_command(commands: Subcommands) -> None:
+    parser = commands.add_parser(
+        "worker",
+        help="run the worker (the Mac Mini node that generates)",
+        description="Serve tandem.v1.WorkerService. Without --ollama-url it runs the embedded model.",
+    )
+    add_settings_arguments(parser, WorkerSettings)
+    parser.set_defaults(run=run)
+
+
+async def run(args: argparse.Namespace) -> int:
+    from tandem_worker.server import running_worker  # noqa: PLC0415 - heavy, only when serving
+
+    settings = settings_from_args(WorkerSettings, args, args.env_file)
+    return await serve_until_signal("worker", running_worker(settings))
