@@ -82,7 +82,7 @@ class Run:
         self.results: dict[str, Any] = {"quick": config.quick, "failures": {}}
         self.started = time.monotonic()
         # Taken before any result is written: the commit and tree the run measured.
-        self.provenance = provenance(REPO)
+        self.provenance = provenance(REPO, "bench")
 
     def wanted(self, suite: str) -> bool:
         if suite in self.skip:

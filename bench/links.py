@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "links.json")
     parser.add_argument("--python", default=sys.executable, help="the interpreter with Tandem")
     args = parser.parse_args(argv)
-    taken = provenance(REPO)
+    taken = provenance(REPO, "bench.links")
     runs = []
     for index in range(args.runs):
         print(f"[links] run {index + 1}/{args.runs}: {_MODULE}", file=sys.stderr, flush=True)

@@ -34,14 +34,16 @@ def changed_paths(repo: Path) -> list[str]:
     return [p for p in paths if not p.startswith(_RESULT_DIRS)]
 
 
-def provenance(repo: Path, command: list[str] | None = None) -> dict[str, Any]:
-    """The commit, the cleanliness of the tree, the command and the TANDEM_* settings."""
+def provenance(repo: Path, module: str) -> dict[str, Any]:
+    """The commit, the cleanliness of the tree, the command (``python -m module`` and
+    this process's arguments), the TANDEM_* settings and how busy the machine was."""
     changed = changed_paths(repo)
     return {
         "commit": git(repo, "rev-parse", "HEAD"),
         "tree_clean": not changed,
         "changed_paths": changed[:50],
-        "command": shlex.join(command if command is not None else [sys.executable, *sys.argv]),
+        "command": shlex.join(["python", "-m", module, *sys.argv[1:]]),
         "tandem_env": {k: v for k, v in sorted(os.environ.items()) if k.startswith("TANDEM_")},
         "taken_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
     }
