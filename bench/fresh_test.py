@@ -49,13 +49,13 @@ def _clean_env() -> dict[str, str]:
             if not k.startswith("TANDEM_") and k not in ("VIRTUAL_ENV", "PYTHONPATH")}
 
 
-def _run(clone: Path) -> tuple[int, float, str]:
+def _run(clone: Path) -> tuple[int, float, subprocess.CompletedProcess[str]]:
     started = time.monotonic()
     done = subprocess.run(  # noqa: S603 - the repository's own CI entry point
         [str(clone / ".ci" / "run")], cwd=clone, capture_output=True, text=True, check=False,
         env=_clean_env(),
     )
-    return done.returncode, time.monotonic() - started, done.stdout + done.stderr
+    return done.returncode, time.monotonic() - started, done
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,14 +76,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.reuse_wheels and (REPO / ".wheels").is_dir():
             shutil.copytree(REPO / ".wheels", clone / ".wheels")
         print(f"[fresh] .ci/run in {clone}", file=sys.stderr, flush=True)
-        code, seconds, output = _run(clone)
+        code, seconds, done = _run(clone)
     artifact = {
         "provenance": taken,
         "reused_wheels": args.reuse_wheels,
         "returncode": code,
         "wall_s": round(seconds, 1),
-        "pytest": pytest_summary(output),
-        "output_tail": output[-4000:],
+        "pytest": pytest_summary(done.stdout),
+        "not_passed": [line for line in done.stdout.splitlines()
+                       if line.startswith(("FAILED ", "ERROR "))],
+        "stdout_tail": done.stdout[-6000:],
+        "stderr_tail": done.stderr[-2000:],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(artifact, indent=1) + "\n")
