@@ -24,6 +24,7 @@ GENERATED := $(patsubst protos/%.proto,shared/%_pb2.py,$(PROTOS))
 help:
 	@echo "make run    install (first time) and start worker + gateway on this machine"
 	@echo "make test   install (first time) and run the whole test suite"
+	@echo "            (as root on Linux it first installs Debian's chromium for the dashboard tests)"
 	@echo "make proto  regenerate the protobuf/gRPC code from protos/"
 	@echo "make lock   rewrite constraints.txt from the current .venv"
 	@echo "make lock-hashes  rewrite requirements.lock (every dependency, with hashes)"
@@ -67,8 +68,22 @@ proto: | $(STAMP)
 run: install
 	$(BIN)/tandem up
 
+# The dashboard's browser tests (tests/test_dashboard_browser.py) drive Debian's chromium
+# through its chromedriver, never a browser download. Installed here when missing, only
+# as root on Linux with apt-get; elsewhere (macOS, no root) those tests skip saying why.
+.PHONY: browser
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  if [ "$$(uname -s)" = Linux ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo ">> installing Debian's chromium and chromium-driver for the dashboard's browser tests"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	        chromium chromium-driver >/dev/null; } \
+	      || echo "make test: could not install chromium; the browser tests will skip" >&2; \
+	  fi; \
+	fi
+
 # pytest exits 5 when it collected no test: that is a broken suite, not a pass.
-test: install
+test: install browser
 	@$(BIN)/python -m pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$status

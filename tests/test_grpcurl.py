@@ -28,14 +28,22 @@ def readme_examples() -> list[str]:
 
 
 def run(command: str, gateway: str, worker: str) -> subprocess.CompletedProcess[str]:
-    argv = shlex.split(command.replace("127.0.0.1:50051", gateway).replace("127.0.0.1:50052", worker))
+    argv = shlex.split(
+        command.replace("127.0.0.1:50051", gateway).replace("127.0.0.1:50052", worker)
+    )
     argv[0] = str(GRPCURL)
     return subprocess.run(argv, capture_output=True, text=True, timeout=60)
 
 
 def test_readme_has_the_examples_the_issue_asks_for() -> None:
     joined = "\n".join(readme_examples())
-    for needle in (" list", " describe ", "Health/Check", "GatewayService/Route", "GatewayService/Classify"):
+    for needle in (
+        " list",
+        " describe ",
+        "Health/Check",
+        "GatewayService/Route",
+        "GatewayService/Classify",
+    ):
         assert needle in joined
 
 
@@ -53,8 +61,15 @@ async def test_every_readme_example_works(
         return next(out for cmd, out in outputs.items() if fragment in cmd)
 
     listed = output_of(" list").split()
-    assert {"tandem.v1.GatewayService", "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= set(listed)
-    assert "rpc Route ( .tandem.v1.RouteRequest ) returns ( stream .tandem.v1.RouteResponse )" in output_of("describe")
+    assert {
+        "tandem.v1.GatewayService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+    } <= set(listed)
+    assert (
+        "rpc Route ( .tandem.v1.RouteRequest ) returns ( stream .tandem.v1.RouteResponse )"
+        in output_of("describe")
+    )
     assert json.loads(output_of('GatewayService"}'))["status"] == "SERVING"
     assert json.loads(output_of('WorkerService"}'))["status"] == "SERVING"
     events = [json.loads(chunk) for chunk in _json_objects(output_of("/Route"))]
@@ -83,10 +98,40 @@ def _json_objects(stream: str) -> list[str]:
 
 
 @pytest.mark.parametrize("service", ["tandem.v1.GatewayService"])
-async def test_describe_works_without_proto_files(gateway: RunningGateway, service: str, tmp_path: Path) -> None:
+async def test_describe_works_without_proto_files(
+    gateway: RunningGateway, service: str, tmp_path: Path
+) -> None:
     result = await asyncio.to_thread(
-        subprocess.run, [str(GRPCURL), "-plaintext", gateway.address, "describe", "tandem.v1.RouteResponse"],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        subprocess.run,
+        [str(GRPCURL), "-plaintext", gateway.address, "describe", "tandem.v1.RouteResponse"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     assert "oneof event" in result.stdout
+
+
+def docs_tool_example() -> str:
+    """The grpcurl line of docs/clients.md's tool example (the README's block comes later)."""
+    text = (README.parent / "docs/clients.md").read_text()
+    block = re.search(r"<!-- grpcurl-tools-example -->\s*```sh\n(.*?)```", text, re.DOTALL)
+    assert block, "docs/clients.md lost its grpcurl tool example"
+    [line] = [line for line in block.group(1).splitlines() if line.startswith("grpcurl ")]
+    return line
+
+
+async def test_the_documented_tool_route_works(
+    gateway: RunningGateway, worker: RunningWorker, worker_ollama: FakeOllama
+) -> None:
+    result = await asyncio.to_thread(run, docs_tool_example(), gateway.address, worker.address)
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(chunk) for chunk in _json_objects(result.stdout)]
+    assert [list(e) for e in events] == [["decision"], ["tool_call"], ["summary"]]
+    call = events[1]["tool_call"]
+    assert call["name"] == "get_weather" and call["arguments"] == {"city": "example"}
+    assert call["id"].startswith("call_")
+    assert events[2]["summary"]["finish_reason"] == "FINISH_REASON_TOOL_CALLS"
+    [sent] = worker_ollama.generation_requests()
+    assert sent["tools"][0]["function"]["parameters"]["required"] == ["city"]

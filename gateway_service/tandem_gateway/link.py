@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tandem.backends.base import same_model
 from tandem.protoutil import timestamp
 from tandem.serving import CHANNEL_OPTIONS
 from tandem.services import WORKER_SERVICE
@@ -79,7 +80,7 @@ class WorkerLink:
         self._health = health_pb2_grpc.HealthStub(self.channel)
         self._on_change = on_change
         self._timing = timing
-        self.state: gateway_pb2.WorkerState.ValueType = gateway_pb2.WORKER_STATE_UNREACHABLE
+        self.state: gateway_pb2.WorkerState = gateway_pb2.WORKER_STATE_UNREACHABLE
         self.error = "not contacted yet"
         self.last_seen: datetime | None = None
         self.rtt_s: float | None = None
@@ -93,6 +94,23 @@ class WorkerLink:
     @property
     def serving(self) -> bool:
         return self.state == gateway_pb2.WORKER_STATE_SERVING
+
+    @property
+    def served_models(self) -> list[str]:
+        """The models it advertised (an older worker: just its own model)."""
+        if self.node is None:
+            return []
+        return list(self.node.served_models) or ([self.node.model] if self.node.model else [])
+
+    def serves(self, model: str | None) -> bool:
+        return model is None or any(same_model(name, model) for name in self.served_models)
+
+    def has_loaded(self, model: str | None) -> bool:
+        if self.node is None:
+            return False
+        if model is None:
+            return self.node.model_loaded
+        return any(same_model(loaded.name, model) for loaded in self.node.loaded_models)
 
     def start(self) -> None:
         self._tasks = [
@@ -164,7 +182,7 @@ class WorkerLink:
         else:
             self.credentials_error = ""
 
-    async def _set(self, state: gateway_pb2.WorkerState.ValueType, error: str) -> None:
+    async def _set(self, state: gateway_pb2.WorkerState, error: str) -> None:
         changed = state != self.state
         self.state, self.error = state, error
         if not changed:

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from prometheus_client.core import GaugeMetricFamily
 
 from tandem.backends.factory import build_backend
-from tandem.metrics import MetricsServer
 from tandem.monitor import BackendMonitor
 from tandem.node import NodeRole, run_node
 from tandem.security.client import worker_channels
@@ -22,6 +21,7 @@ from tandem.v1.gateway_pb2_grpc import add_GatewayServiceServicer_to_server
 from tandem_gateway.cluster import ClusterView
 from tandem_gateway.guard.guard import Guard, build_guard
 from tandem_gateway.guard.judge import LlmJudge
+from tandem_gateway.http.listener import HttpListener, start_http_listener
 from tandem_gateway.link import LinkTiming
 from tandem_gateway.pool import WorkerPool
 from tandem_gateway.routing import RoutingPolicy
@@ -35,13 +35,18 @@ class RunningGateway:
     server: RunningServer
     cluster: ClusterView
     guard: Guard
-    metrics: MetricsServer | None = None
+    http: HttpListener | None = None  # /metrics, /health and /dashboard
     service: GatewayService | None = None
     limiter: ClientLimiter | None = None
 
     @property
     def address(self) -> str:
         return self.server.address
+
+    @property
+    def metrics(self) -> HttpListener | None:
+        """The listener serving /metrics (the same as ``http``)."""
+        return self.http
 
 
 @contextlib.asynccontextmanager
@@ -89,7 +94,19 @@ async def running_gateway(settings: GatewaySettings) -> AsyncIterator[RunningGat
         gauges=lambda: _live_gauges(cluster, service),
         observed_methods=("Route",),
     )
-    async with run_node(node, settings) as running:
+    # The gateway serves /metrics on its own HTTP listener, beside /health and /dashboard,
+    # so run_node starts no plain /metrics server for it.
+    node_settings = settings.model_copy(update={"metrics_listen": None})
+    async with run_node(node, node_settings) as running, contextlib.AsyncExitStack() as stack:
+        http = await start_http_listener(
+            settings.metrics_listen,
+            cluster=cluster,
+            metrics=running.metrics,
+            tokens=running.security.gate.policy.tokens,
+            sample_s=settings.dashboard_sample_s,
+        )
+        if http is not None:
+            stack.push_async_callback(http.close)
         log.info("gateway: workers reached over %s", channels.description)
         judge = (
             f"judge {judge_backend.backend.kind} {judge_backend.backend.model}"
@@ -107,7 +124,7 @@ async def running_gateway(settings: GatewaySettings) -> AsyncIterator[RunningGat
             running.server,
             cluster,
             guard,
-            running.metrics_server,
+            http,
             service,
             running.security.gate.limiter,
         )

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -27,6 +29,40 @@ from tandem.v1 import gateway_pb2
 log = logging.getLogger(__name__)
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_REASON_CHARS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """One refused request as the dashboard lists it: never any prompt text."""
+
+    at: datetime
+    categories: tuple[str, ...]
+    tier: str
+    reason: str  # the guard's rule or one-sentence reason, cut to _REASON_CHARS
+
+
+class RefusalLog:
+    """The most recent refusals, newest last, bounded."""
+
+    def __init__(self, size: int = 50) -> None:
+        self._entries: deque[Refusal] = deque(maxlen=size)
+
+    def add(self, decision: gateway_pb2.Decision, tier: str) -> None:
+        self._entries.append(
+            Refusal(
+                at=datetime.now(UTC),
+                categories=tuple(
+                    enum_name(gateway_pb2.ThreatCategory, t, "THREAT_CATEGORY_")
+                    for t in decision.threats
+                ),
+                tier=tier,
+                reason=decision.reason[:_REASON_CHARS],
+            )
+        )
+
+    def recent(self) -> list[Refusal]:
+        return list(self._entries)
 
 
 @dataclass
@@ -39,6 +75,7 @@ class StreamMetrics:
     tokens: Counter
     decisions: Counter
     decision_latency: Histogram
+    refusals: RefusalLog = field(default_factory=RefusalLog)
 
     @classmethod
     def create(cls, prefix: str) -> StreamMetrics:
@@ -72,8 +109,11 @@ class StreamMetrics:
 
     def decision(self, decision: gateway_pb2.Decision) -> None:
         tier = enum_name(gateway_pb2.DecisionTier, decision.tier, "DECISION_TIER_")
+        verdict = enum_name(gateway_pb2.Verdict, decision.verdict, "VERDICT_")
+        if verdict == "refuse":
+            self.refusals.add(decision, tier)
         self.decisions.labels(
-            enum_name(gateway_pb2.Verdict, decision.verdict, "VERDICT_"),
+            verdict,
             tier,
             enum_name(gateway_pb2.Difficulty, decision.difficulty, "DIFFICULTY_"),
         ).inc()

@@ -304,6 +304,20 @@ class WorkerSettings(NodeSettings):
     request_burst: int = Field(
         default=400, ge=1, description="Calls a client may make at once above that rate."
     )
+    served_models: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Models a request may name on this worker (Ollama only), advertised to the "
+        "gateway; its own --model is always served and listed first. Repeat the flag "
+        "(environment: comma-separated).",
+        json_schema_extra={"flag": "--served-model"},
+    )
+
+    @field_validator("served_models", mode="before")
+    @classmethod
+    def _split_served_models(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @property
     def production_model(self) -> str:
@@ -349,7 +363,16 @@ class GatewaySettings(NodeSettings):
     )
     metrics_listen: str | None = Field(
         default="127.0.0.1:9461",
-        description="host:port for the Prometheus /metrics endpoint; empty disables it.",
+        description="host:port of the gateway's HTTP listener: Prometheus /metrics, /health "
+        "(JSON) and the live /dashboard; empty disables it. Keep it on loopback, or turn "
+        "authentication on: with tokens, /dashboard needs one (scope 'status').",
+    )
+    dashboard_sample_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="How often the dashboard samples traffic counters and link round-trip "
+        "times into its 15-minute charts, and re-sends its state to open pages, in seconds.",
     )
     link_probe_interval_s: float = Field(
         default=0.5,

@@ -23,7 +23,9 @@ def _model(node: NodeInfo | None) -> str:
     if node is None or not node.model:
         return "-"
     state = "loaded" if node.model_loaded else ("available" if node.model_available else "MISSING")
-    return f"{node.model} ({state})"
+    others = [name for name in node.served_models if name != node.model]
+    also = f"\n+ {', '.join(others)}" if others else ""  # other models requests may name
+    return f"{node.model} ({state}){also}"
 
 
 def render(status: ClusterStatus) -> Table:
@@ -35,11 +37,14 @@ def render(status: ClusterStatus) -> Table:
     for column in ("node", "role", "state", "backend", "model", "memory", "in flight", "link rtt", "note"):
         table.add_column(column)
     gateway = status.gateway
+    # A gateway without a judge (the embedded default: the classifier decides) has
+    # no backend to be down.
+    judge_ok = not gateway.model or (gateway.backend_reachable and gateway.model_available)
     table.add_row(
         gateway.node or "gateway",
         "gateway",
-        "[green]ok[/]" if gateway.backend_reachable and gateway.model_available else "[red]down[/]",
-        gateway.backend,
+        "[green]ok[/]" if judge_ok else "[red]down[/]",
+        gateway.backend if gateway.model else "no judge",
         _model(gateway),
         _memory(gateway),
         str(gateway.generations_in_flight),
