@@ -63,7 +63,8 @@ def scripted_judge(body: dict[str, Any]) -> str:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     outcome = yield
     report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
-    if report.skipped and not hasattr(report, "wasxfail") and os.environ.get(REQUIRE_ALL_ENV) == "1":
+    required = os.environ.get(REQUIRE_ALL_ENV) == "1"
+    if report.skipped and not hasattr(report, "wasxfail") and required:
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
         report.longrepr = f"skipped, but {REQUIRE_ALL_ENV}=1 requires every test to run: {reason}"

@@ -477,7 +477,7 @@ def main() -> None:
     parser.add_argument("--reply", default=FakeOllama.reply)
     parser.add_argument("--token-delay-s", type=float, default=0.0)
     parser.add_argument("--report-disconnects", action="store_true",
-                        help="print 'disconnected <time.monotonic()>' when a client hangs up mid-stream")
+                        help="print 'disconnected <time.monotonic()>' on each mid-stream hang-up")
     args = parser.parse_args()
     fake = FakeOllama(models=args.model or ["qwen3-coder-next:latest"], reply=args.reply, token_delay_s=args.token_delay_s)
     start_fake_ollama(fake, args.host, args.port)

@@ -35,7 +35,8 @@ async def wait_for_health(address: str, service: str, wanted: int = SERVING) -> 
             while True:
                 # Cancelled explicitly: closing a grpc.aio channel does not end a call
                 # no task awaits, so the server would keep this watch until GC.
-                call = stub.Watch(health_pb2.HealthCheckRequest(service=service), wait_for_ready=True)
+                request = health_pb2.HealthCheckRequest(service=service)
+                call = stub.Watch(request, wait_for_ready=True)
                 try:
                     async for reply in call:
                         if reply.status == wanted:
@@ -106,9 +107,12 @@ def worker_stub(channel: grpc.aio.Channel) -> worker_pb2_grpc.WorkerServiceStub:
 def start_stream(channel: grpc.aio.Channel, via: str, text: str) -> grpc.aio.UnaryStreamCall:
     """A streaming call with one user message: ``Route`` if ``via`` is "gateway",
     else ``Generate`` straight at the worker the channel leads to."""
+    messages = [user(text)]
     if via == "gateway":
-        return gateway_stub(channel).Route(gateway_pb2.RouteRequest(messages=[user(text)]), timeout=GUARD_S)
-    return worker_stub(channel).Generate(worker_pb2.GenerateRequest(messages=[user(text)]), timeout=GUARD_S)
+        route_request = gateway_pb2.RouteRequest(messages=messages)
+        return gateway_stub(channel).Route(route_request, timeout=GUARD_S)
+    request = worker_pb2.GenerateRequest(messages=messages)
+    return worker_stub(channel).Generate(request, timeout=GUARD_S)
 
 
 def rich_details(exc: grpc.aio.AioRpcError) -> list[Any]:

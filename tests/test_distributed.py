@@ -114,7 +114,8 @@ RESULTS_ENV = "TANDEM_LINK_RESULTS"
 
 def _report(what: str, *seconds: float) -> None:
     ms = [s * 1000 for s in seconds]
-    shown = f"{ms[0]:.0f} ms" if len(ms) == 1 else f"{len(ms)} samples, {min(ms):.1f}-{max(ms):.1f} ms"
+    many = f"{len(ms)} samples, {min(ms):.1f}-{max(ms):.1f} ms"
+    shown = f"{ms[0]:.0f} ms" if len(ms) == 1 else many
     print(f"\n[measured] {what}: {shown}")
     if path := os.environ.get(RESULTS_ENV):
         with open(path, "a", encoding="utf-8") as results:
@@ -203,7 +204,8 @@ async def test_a_client_cancel_reaches_ollama_across_the_link(
     await wait_for_health(macbook.address, GATEWAY_SERVICE, SERVING)
     delays = []
     for _ in range(CANCELS):
-        async with grpc.aio.insecure_channel(WORKER_ADDRESS if via == "worker" else macbook.address) as channel:
+        address = WORKER_ADDRESS if via == "worker" else macbook.address
+        async with grpc.aio.insecure_channel(address) as channel:
             call = start_stream(channel, via, "write a lot")
             while (await call.read()).WhichOneof("event") != "delta":
                 pass

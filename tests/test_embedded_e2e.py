@@ -140,7 +140,7 @@ async def test_cancelled_embedded_generation_stops_the_model(embedded: EmbeddedP
     # one ran after the cancelled one stopped, so the counter holds both. (The
     # monitor's one-token liveness check may have run in between: allow for it.)
     cancelled_tokens = backend.tokens_generated - before - short_tokens
-    assert 1 <= cancelled_tokens < asked // 4, f"the cancelled generation produced {cancelled_tokens} tokens"
+    assert 1 <= cancelled_tokens < asked // 4, f"the cancelled one made {cancelled_tokens} tokens"
 
 
 async def test_make_run_pair_answers_and_stops_on_ctrl_c(unused_tcp_port_factory) -> None:

@@ -25,7 +25,9 @@ async def test_a_watcher_leaving_does_not_silence_the_others(worker: RunningWork
     health = worker.server.health
 
     async def watchers_become(count: int) -> None:
-        await health.watchers_changed.wait_until(lambda: health.watchers(WORKER_SERVICE) == count, GUARD_S)
+        await health.watchers_changed.wait_until(
+            lambda: health.watchers(WORKER_SERVICE) == count, GUARD_S
+        )
 
     request = health_pb2.HealthCheckRequest(service=WORKER_SERVICE)
     await watchers_become(0)  # the fixture's readiness watch has gone

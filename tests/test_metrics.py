@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grpc
+
 from tandem.v1 import gateway_pb2, worker_pb2
 from tandem_gateway.server import running_gateway
 from tandem_worker.server import running_worker
