@@ -62,6 +62,9 @@ class FakeOllama:
     token_delay_s: float = 0.0
     fail_mode: FailMode = None
     responder: Responder | None = None
+    # Share of a loaded model /api/ps reports in GPU memory (size_vram / size):
+    # 0 as on a CPU-only host, 1.0 as on a Mac with the model fully on the GPU.
+    gpu_fraction: float = 0.0
     tool_caller: ToolCaller | None = None
     # False: answer like Ollama before 0.12, whose tool calls carry no id.
     tool_call_ids: bool = True
@@ -188,7 +191,11 @@ def _handler(fake: FakeOllama) -> type[BaseHTTPRequestHandler]:
             elif self.path == "/api/ps":
                 now = datetime.now(UTC)
                 running = [
-                    {**_model_entry(name), "expires_at": expires.isoformat(), "size_vram": 0}
+                    {
+                        **_model_entry(name),
+                        "expires_at": expires.isoformat(),
+                        "size_vram": int(_model_entry(name)["size"] * fake.gpu_fraction),
+                    }
                     for name, expires in fake.loaded.items()
                     if expires > now
                 ]
