@@ -26,6 +26,7 @@ from bench.loadgen_runner import LoadgenRunner
 from bench.machine import litellm_version, load_average, machine_info
 from bench.plots import write_plots
 from bench.procs import ServiceFailed
+from bench.provenance import provenance
 from bench.report import render, targets
 from bench.scenarios import build_scenarios
 from bench.stack import Running, Stack, Tools
@@ -80,6 +81,8 @@ class Run:
         self.skip = skip
         self.results: dict[str, Any] = {"quick": config.quick, "failures": {}}
         self.started = time.monotonic()
+        # Taken before any result is written: the commit and tree the run measured.
+        self.provenance = provenance(REPO, "bench")
 
     def wanted(self, suite: str) -> bool:
         if suite in self.skip:
@@ -101,13 +104,15 @@ class Run:
             _log(f"[bench] {name} FAILED:\n{traceback.format_exc()}")
             return
         self.results[name] = result
-        (self.dir / f"{name}.json").write_text(json.dumps(result, indent=1))
+        artifact = {"provenance": self.provenance, **result}
+        (self.dir / f"{name}.json").write_text(json.dumps(artifact, indent=1))
 
     def finish(self) -> str:
         self.results["machine"]["load_average_at_end"] = load_average()
         self.results["elapsed_s"] = time.monotonic() - self.started
         table = render(self.results)
         summary = {
+            "provenance": self.provenance,
             "quick": self.config.quick,
             "machine": self.results["machine"],
             "elapsed_s": self.results["elapsed_s"],

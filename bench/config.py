@@ -33,6 +33,7 @@ class BenchConfig:
     profile_s: float
     with_litellm: bool
     with_real_model: bool
+    real_model_with_judge: bool  # also a gateway with --use-judge (the 135M judge: slow)
     with_profile: bool
 
 
@@ -58,6 +59,7 @@ FULL = BenchConfig(
     profile_s=4.0,
     with_litellm=True,
     with_real_model=True,
+    real_model_with_judge=True,
     with_profile=True,
 )
 
@@ -82,6 +84,7 @@ QUICK = BenchConfig(
     real_model_tokens=8,
     profile_s=1.0,
     with_litellm=False,
-    with_real_model=False,
+    with_real_model=True,  # two requests of 8 tokens: what the real-model row is made of
+    real_model_with_judge=False,
     with_profile=False,
 )
