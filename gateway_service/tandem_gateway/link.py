@@ -79,7 +79,7 @@ class WorkerLink:
         self._health = health_pb2_grpc.HealthStub(self.channel)
         self._on_change = on_change
         self._timing = timing
-        self.state: gateway_pb2.WorkerState.ValueType = gateway_pb2.WORKER_STATE_UNREACHABLE
+        self.state: gateway_pb2.WorkerState = gateway_pb2.WORKER_STATE_UNREACHABLE
         self.error = "not contacted yet"
         self.last_seen: datetime | None = None
         self.rtt_s: float | None = None
@@ -164,7 +164,7 @@ class WorkerLink:
         else:
             self.credentials_error = ""
 
-    async def _set(self, state: gateway_pb2.WorkerState.ValueType, error: str) -> None:
+    async def _set(self, state: gateway_pb2.WorkerState, error: str) -> None:
         changed = state != self.state
         self.state, self.error = state, error
         if not changed:
