@@ -24,7 +24,8 @@ def _delta(i: int) -> worker_pb2.GenerateResponse:
 
 
 def _read_ahead_tasks() -> list[asyncio.Task[object]]:
-    return [t for t in asyncio.all_tasks() if t.get_name() == "coalesce-read-ahead" and not t.done()]
+    tasks = asyncio.all_tasks()
+    return [t for t in tasks if t.get_name() == "coalesce-read-ahead" and not t.done()]
 
 
 async def test_merges_while_behind_then_one_message_per_token_without_a_task() -> None:
@@ -53,7 +54,8 @@ async def test_merges_while_behind_then_one_message_per_token_without_a_task() -
             await asyncio.sleep(_SLOW_S)  # the one slow send: the burst piles up meanwhile
 
     text = "".join(m.delta.text for m in messages if m.HasField("delta"))
-    assert text == "".join(f"<{i}>" for i in range(1 + _BURST + _PACED))  # nothing lost or reordered
+    # Nothing lost, nothing reordered.
+    assert text == "".join(f"<{i}>" for i in range(1 + _BURST + _PACED))
     assert messages[-1].HasField("summary")
     deltas = [m.delta.tokens for m in messages if m.HasField("delta")]
     assert deltas[0] == 1

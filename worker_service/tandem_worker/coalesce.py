@@ -7,9 +7,10 @@ loop turn. When a send took longer than ``behind_after_s`` (a busy relay, a
 slow link, a client that stopped reading), a read-ahead task starts pulling
 the model's stream into a bounded buffer, and each following send takes
 everything that piled up meanwhile as one message, instead of paying the
-per-message cost once per token and falling further behind. As soon as a
-send is quick again and found at most one token waiting, the read-ahead stops
-after the token it is reading and the handler reads for itself again. The
+per-message cost once per token and falling further behind. Once
+``CAUGHT_UP_AFTER_SENDS`` sends in a row were quick and found a single token
+waiting, the read-ahead stops after the token it is reading and the handler
+reads for itself again. The
 bound keeps flow control intact: a reader that stops reading stops the
 read-ahead, and so the model's stream, after ``max_pending_chars``.
 
@@ -31,6 +32,9 @@ from tandem.v1 import common_pb2, worker_pb2
 
 DEFAULT_BEHIND_AFTER_S = 0.002
 DEFAULT_MAX_PENDING_CHARS = 64 * 1024
+# Quick sends of a single token in a row after which the reader counts as caught up
+# (a relay that is merely saturated has a quick one now and then, and keeps merging).
+CAUGHT_UP_AFTER_SENDS = 8
 
 Responses = AsyncIterator[worker_pb2.GenerateResponse]
 
@@ -128,6 +132,7 @@ async def coalesced(
     """
     clock = asyncio.get_running_loop().time
     ahead: _ReadAhead | None = None
+    quick_in_a_row = 0
     try:
         while True:
             if ahead is None:
@@ -148,9 +153,13 @@ async def coalesced(
                 sent_at = clock()
                 yield response
                 slow = clock() - sent_at > behind_after_s
-                if slow and ahead is None:
-                    ahead = _ReadAhead(source, max_pending_chars)
-                elif not slow and ahead is not None and one_token:
+                if ahead is None:
+                    if slow:
+                        ahead = _ReadAhead(source, max_pending_chars)
+                        quick_in_a_row = 0
+                    continue
+                quick_in_a_row = quick_in_a_row + 1 if one_token and not slow else 0
+                if quick_in_a_row >= CAUGHT_UP_AFTER_SENDS:
                     ahead.stop_after_current()  # caught up: read for ourselves again
     finally:
         if ahead is not None:
