@@ -113,10 +113,11 @@ class _ReadAhead:
         return taken
 
     async def close(self) -> None:
+        """Stop the pump (and so the source's read in progress) and wait for it; a
+        cancellation of the caller still propagates."""
         if not self._task.done():
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait([self._task])
 
 
 async def coalesced(
@@ -162,7 +163,9 @@ async def coalesced(
                 if quick_in_a_row >= CAUGHT_UP_AFTER_SENDS:
                     ahead.stop_after_current()  # caught up: read for ourselves again
     finally:
-        if ahead is not None:
-            await ahead.close()
-        with contextlib.suppress(Exception):
-            await source.aclose()  # type: ignore[attr-defined]
+        try:
+            if ahead is not None:
+                await ahead.close()
+        finally:  # even when cancelled again meanwhile: the model's stream must stop
+            with contextlib.suppress(Exception):
+                await source.aclose()  # type: ignore[attr-defined]
