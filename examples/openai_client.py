@@ -1,5 +1,6 @@
 """The official openai package talking to `tandem openai` (start it first, see docs/clients.md)."""
 import os
+
 from openai import OpenAI
 
 client = OpenAI(base_url=os.environ.get("OPENAI_BASE_URL", "http://127.0.0.1:8000/v1"),

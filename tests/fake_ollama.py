@@ -6,12 +6,22 @@ It serves ``/``, ``/api/version``, ``/api/tags``, ``/api/ps`` and ``/api/chat``
 exactly as it would against Ollama on the Macs. Tests steer it through
 ``FakeOllama`` attributes: the reply, a per-token delay, and failure modes.
 It records every chat request and every client that hung up mid-stream.
+
+Tools and ``format`` as Ollama takes and answers them: with ``tools`` offered
+and a user message last, the model calls a tool (``tool_caller`` decides which;
+by default the first offered, with arguments made from its schema), sent as
+one whole ``message.tool_calls`` chunk with ``id`` and ``function.index`` and
+``arguments`` as an object, then a final chunk whose ``done_reason`` is still
+"stop"; with a tool result last it answers that result in text. ``format``
+"json" or a schema makes the default reply JSON (an instance of the schema);
+a ``responder``'s reply is sent as it is.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 import select
 import socket
 import threading
@@ -35,6 +45,8 @@ FailMode = Literal[
 ]
 
 Responder = Callable[[dict[str, Any]], str]
+# The calls the fake model makes for a request: [(function name, arguments)].
+ToolCaller = Callable[[dict[str, Any]], list[tuple[str, dict[str, Any]]]]
 
 
 def _now() -> str:
@@ -50,6 +62,12 @@ class FakeOllama:
     token_delay_s: float = 0.0
     fail_mode: FailMode = None
     responder: Responder | None = None
+    # Share of a loaded model /api/ps reports in GPU memory (size_vram / size):
+    # 0 as on a CPU-only host, 1.0 as on a Mac with the model fully on the GPU.
+    gpu_fraction: float = 0.0
+    tool_caller: ToolCaller | None = None
+    # False: answer like Ollama before 0.12, whose tool calls carry no id.
+    tool_call_ids: bool = True
     chat_requests: list[dict[str, Any]] = field(default_factory=list)
     loaded: dict[str, datetime] = field(default_factory=dict)
     disconnects: int = 0
@@ -95,10 +113,25 @@ class FakeOllama:
         wanted = name if ":" in name else f"{name}:latest"
         return any((m if ":" in m else f"{m}:latest") == wanted for m in self.models)
 
+    def tool_calls_for(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """The ``message.tool_calls`` the model answers ``body`` with, in Ollama's form."""
+        caller = self.tool_caller or default_tool_calls
+        calls = caller(body) if body.get("tools") else []
+        return [
+            {
+                **({"id": "call_" + secrets.token_hex(4)} if self.tool_call_ids else {}),
+                "function": {"index": index, "name": name, "arguments": arguments},
+            }
+            for index, (name, arguments) in enumerate(calls)
+        ]
+
     def tokens_for(self, body: dict[str, Any]) -> tuple[list[str], bool]:
         """The reply split like a tokenizer would (words keep their leading space),
         cut at ``num_predict``; the flag says whether it was cut."""
-        text = self.responder(body) if self.responder else self.reply
+        if self.responder:  # a scripted reply is sent as it is, format or not
+            text = self.responder(body)
+        else:
+            text = _formatted(_default_reply(body, self.reply), body.get("format"))
         pieces = [word if index == 0 else " " + word for index, word in enumerate(text.split(" "))]
         limit = body.get("options", {}).get("num_predict")
         if isinstance(limit, int) and 0 < limit < len(pieces):
@@ -145,7 +178,11 @@ def _handler(fake: FakeOllama) -> type[BaseHTTPRequestHandler]:
             elif self.path == "/api/ps":
                 now = datetime.now(UTC)
                 running = [
-                    {**_model_entry(name), "expires_at": expires.isoformat(), "size_vram": 0}
+                    {
+                        **_model_entry(name),
+                        "expires_at": expires.isoformat(),
+                        "size_vram": int(_model_entry(name)["size"] * fake.gpu_fraction),
+                    }
                     for name, expires in fake.loaded.items()
                     if expires > now
                 ]
@@ -184,16 +221,21 @@ def _handler(fake: FakeOllama) -> type[BaseHTTPRequestHandler]:
             if not body.get("messages"):
                 self._send_json(200, _final_chunk(model, 0, "load"))
                 return
-            tokens, cut = fake.tokens_for(body)
-            reason = "length" if cut else "stop"
+            calls = fake.tool_calls_for(body)
+            tokens, cut = ([], False) if calls else fake.tokens_for(body)
+            reason = "length" if cut else "stop"  # Ollama says "stop" after tool calls too
             if body.get("stream", True) is False:
-                final = _final_chunk(model, len(tokens), reason)
+                final = _final_chunk(model, len(tokens) + len(calls), reason)
                 final["message"]["content"] = "".join(tokens)
+                if calls:
+                    final["message"]["tool_calls"] = calls
                 self._send_json(200, final)
                 return
-            self._stream(model, tokens, reason)
+            self._stream(model, tokens, reason, calls)
 
-        def _stream(self, model: str, tokens: list[str], reason: str) -> None:
+        def _stream(
+            self, model: str, tokens: list[str], reason: str, calls: list[dict[str, Any]]
+        ) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "application/x-ndjson")
             self.send_header("Transfer-Encoding", "chunked")
@@ -201,7 +243,10 @@ def _handler(fake: FakeOllama) -> type[BaseHTTPRequestHandler]:
             fake.stream_started.set()
             fake._generation_started()
             try:
-                self._stream_body(model, tokens, reason)
+                if calls:
+                    self._stream_calls(model, calls)
+                else:
+                    self._stream_body(model, tokens, reason)
             finally:
                 fake._generation_ended()
 
@@ -239,6 +284,20 @@ def _handler(fake: FakeOllama) -> type[BaseHTTPRequestHandler]:
                 fake.disconnects += 1
                 fake.disconnected.set()
 
+        def _stream_calls(self, model: str, calls: list[dict[str, Any]]) -> None:
+            """Tool calls come whole, in one chunk with empty content, then the end."""
+            try:
+                message = {"role": "assistant", "content": "", "tool_calls": calls}
+                line = {"model": model, "created_at": _now(), "message": message, "done": False}
+                self._chunk(json.dumps(line).encode() + b"\n")
+                final = _final_chunk(model, len(calls) * 8, "stop")
+                self._chunk(json.dumps(final).encode() + b"\n")
+                self._chunk(b"")
+                fake.stream_finished.set()
+            except (BrokenPipeError, ConnectionResetError):
+                fake.disconnects += 1
+                fake.disconnected.set()
+
         def _wait_for_disconnect(self) -> None:
             """Hold the stream open, sending nothing, until the client hangs up."""
             self.connection.settimeout(0.05)
@@ -272,6 +331,54 @@ def _set_event() -> threading.Event:
     event = threading.Event()
     event.set()
     return event
+
+
+def _last_non_system(body: dict[str, Any]) -> dict[str, Any]:
+    turns = [m for m in body.get("messages", []) if m.get("role") != "system"]
+    return turns[-1] if turns else {}
+
+
+def default_tool_calls(body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The fake model calls the first offered tool when a user spoke last; after a
+    tool result it answers in text."""
+    if _last_non_system(body).get("role") != "user":
+        return []
+    function = body["tools"][0]["function"]
+    return [(function["name"], example_of(function.get("parameters") or {}))]
+
+
+def _default_reply(body: dict[str, Any], reply: str) -> str:
+    last = _last_non_system(body)
+    if last.get("role") == "tool" and (last.get("tool_name") or last.get("tool_call_id")):
+        return f"The tool {last.get('tool_name', '')} answered: {last.get('content', '')}"
+    return reply
+
+
+def _formatted(text: str, fmt: Any) -> str:
+    """A reply under ``format``: JSON holding the text, or an instance of the schema."""
+    if fmt == "json":
+        return json.dumps({"answer": text})
+    if isinstance(fmt, dict):
+        return json.dumps(example_of(fmt, text))
+    return text
+
+
+def example_of(schema: dict[str, Any], text: str = "example") -> Any:
+    """A value matching a (simple) JSON schema: what a grammar-constrained model writes."""
+    if "enum" in schema:
+        return schema["enum"][0]
+    kind = schema.get("type", "object")
+    if isinstance(kind, list):
+        kind = kind[0]
+    if kind == "object":
+        return {
+            name: example_of(sub, text) for name, sub in schema.get("properties", {}).items()
+        }
+    if kind == "array":
+        return [example_of(schema.get("items", {}), text)]
+    return {"string": text, "integer": 3, "number": 2.5, "boolean": True, "null": None}.get(
+        kind, text
+    )
 
 
 def _keep_alive(body: dict[str, Any]) -> timedelta:

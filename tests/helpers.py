@@ -58,6 +58,7 @@ class RouteResult:
     summary: gateway_pb2.RouteSummary | None = None
     order: list[str] = field(default_factory=list)
     tokens: int = 0  # summed over the deltas (several tokens when the worker merged them)
+    tool_calls: list[common_pb2.ToolCall] = field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -82,6 +83,8 @@ async def route(address: str, request: gateway_pb2.RouteRequest, timeout: float 
             elif kind == "delta":
                 result.deltas.append(event.delta.text)
                 result.tokens += event.delta.tokens
+            elif kind == "tool_call":
+                result.tool_calls.append(event.tool_call)
             else:
                 result.summary = event.summary
     return result
@@ -108,6 +111,7 @@ def rich_details(exc: grpc.aio.AioRpcError) -> list[Any]:
             error_details_pb2.RetryInfo,
             error_details_pb2.ErrorInfo,
             error_details_pb2.PreconditionFailure,
+            error_details_pb2.ResourceInfo,
         ):
             if detail.Is(kind.DESCRIPTOR):
                 message = kind()

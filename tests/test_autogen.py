@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -13,14 +15,17 @@ from autogen_core import CancellationToken, FunctionCall
 from autogen_core.models import (
     AssistantMessage,
     ChatCompletionClient,
+    CreateResult,
     FunctionExecutionResult,
     FunctionExecutionResultMessage,
     SystemMessage,
     UserMessage,
 )
+from autogen_core.tools import FunctionTool
+from pydantic import BaseModel
 
 from tandem.integrations.autogen import TandemChatCompletionClient, to_turns
-from tandem.sdk import SamplingOptions, TandemUnavailable
+from tandem.sdk import SamplingOptions, TandemUnavailable, ToolCall
 from tandem_gateway.server import RunningGateway, running_gateway
 from tests.conftest import gateway_settings
 from tests.fake_ollama import FakeOllama
@@ -180,20 +185,37 @@ async def test_messages_model_info_and_config_round_trip() -> None:
     assert [(t.role, t.content) for t in turns] == [
         ("system", "Be brief."),
         ("user", "look at\nthis"),
-        ("assistant", '[called grep({"q": "x"})]'),
+        ("assistant", ""),
         ("tool", "found x"),
     ]
+    assert turns[2].tool_calls == (ToolCall("1", "grep", {"q": "x"}),)
+    assert (turns[3].tool_call_id, turns[3].tool_name) == ("1", "grep")
     client = TandemChatCompletionClient(
         "10.0.0.1:50051", options=SamplingOptions(temperature=0.2), token_limit=4096
     )
-    assert client.model_info["function_calling"] is False and client.model_info["vision"] is False
+    info = client.model_info
+    assert info["function_calling"] and info["json_output"] and info["structured_output"]
+    assert info["vision"] is False
     messages = [UserMessage(content="x" * 40, source="user")]
     assert client.count_tokens(messages) == 14
     assert client.remaining_tokens(messages) == 4096 - 14
-    with pytest.raises(ValueError, match="tools"):
-        await client.create(messages, tools=[{"name": "grep"}])  # type: ignore[list-item]
-    with pytest.raises(ValueError, match="JSON"):
-        await client.create(messages, json_output=True)
+    weather = FunctionTool(get_weather, description="The current weather in a city")
+    assert client.count_tokens(messages, tools=[weather]) > 14 + 20  # the schema counts
+    called = [
+        AssistantMessage(
+            content=[FunctionCall(id="1", name="f", arguments='{"q": "' + "y" * 40 + '"}')],
+            source="a",
+        )
+    ]
+    assert client.count_tokens(called) >= 4 + 12  # the arguments count
+    with pytest.raises(ValueError, match="not a JSON object"):
+        to_turns(
+            [
+                AssistantMessage(
+                    content=[FunctionCall(id="2", name="f", arguments="[1]")], source="a"
+                )
+            ]
+        )
     loaded = ChatCompletionClient.load_component(client.dump_component())
     assert isinstance(loaded, TandemChatCompletionClient)
     assert loaded.dump_component().config == client.dump_component().config
@@ -207,3 +229,106 @@ async def test_the_documented_example_runs_as_written(
     result = await run_example("autogen_agent.py", TANDEM_CLIENT_GATEWAY=gateway.address)
     assert result.returncode == 0, result.stderr
     assert "def reverse(s): return s[::-1]" in result.stdout
+
+
+def get_weather(city: str) -> str:
+    """The current weather in a city."""
+    return f"Sunny and 21 C in {city}"
+
+
+async def test_an_agent_calls_a_tool_and_answers_with_its_result(
+    gateway: RunningGateway, worker_ollama: FakeOllama
+) -> None:
+    """The model calls the tool, the agent runs it, the result goes back, the answer arrives."""
+    client = TandemChatCompletionClient(gateway.address)
+    agent = AssistantAgent(
+        "assistant",
+        model_client=client,
+        tools=[FunctionTool(get_weather, description="The current weather in a city")],
+        reflect_on_tool_use=True,
+    )
+    result = await agent.run(task="What is the weather in Paris?")
+    await client.close()
+
+    kinds = [type(m).__name__ for m in result.messages]
+    assert kinds == [
+        "TextMessage",
+        "ToolCallRequestEvent",
+        "ToolCallExecutionEvent",
+        "TextMessage",
+    ]
+    [request] = result.messages[1].content  # type: ignore[union-attr]
+    assert request.name == "get_weather" and json.loads(request.arguments) == {"city": "example"}
+    [executed] = result.messages[2].content  # type: ignore[union-attr]
+    assert executed.content == "Sunny and 21 C in example" and executed.call_id == request.id
+    assert result.messages[-1].content == (
+        "The tool get_weather answered: Sunny and 21 C in example"
+    )
+    first, second = worker_ollama.generation_requests()
+    assert first["tools"][0]["function"]["name"] == "get_weather"
+    assert first["tools"][0]["function"]["parameters"]["required"] == ["city"]
+    # The reflection call carried the call and its result, tied by the call id.
+    assert second["messages"][-2]["tool_calls"][0]["id"] == request.id
+    assert second["messages"][-1] == {
+        "role": "tool",
+        "content": "Sunny and 21 C in example",
+        "tool_name": "get_weather",
+        "tool_call_id": request.id,
+    }
+    # Usage of both calls is counted (the fake counts 8 tokens per tool call, then words).
+    assert client.total_usage().completion_tokens == 8 + 10
+    assert result.messages[1].models_usage is not None
+
+
+async def test_create_returns_function_calls_and_structured_output(
+    gateway: RunningGateway, worker_ollama: FakeOllama
+) -> None:
+    client = TandemChatCompletionClient(gateway.address)
+    tool = FunctionTool(get_weather, description="The current weather in a city")
+    messages = [UserMessage(content="Weather in Rome?", source="user")]
+    called = await client.create(messages, tools=[tool], tool_choice=tool)
+    streamed = [part async for part in client.create_stream(messages, tools=[tool.schema])]
+
+    class Forecast(BaseModel):
+        city: str
+        temp_c: int
+
+    structured = await client.create(messages, json_output=Forecast)
+    await client.close()
+
+    assert called.finish_reason == "function_calls"
+    [call] = called.content  # type: ignore[misc]
+    assert isinstance(call, FunctionCall) and call.name == "get_weather"
+    assert isinstance(streamed[-1], CreateResult) and streamed[-1].finish_reason == "function_calls"
+    requests = worker_ollama.generation_requests()
+    assert requests[0]["messages"][-1]["role"] == "system"  # told to call get_weather
+    assert "get_weather" in requests[0]["messages"][-1]["content"]
+    forecast = Forecast.model_validate_json(structured.content)  # type: ignore[arg-type]
+    assert forecast.city == worker_ollama.reply and isinstance(forecast.temp_c, int)
+    assert requests[-1]["format"]["required"] == ["city", "temp_c"]
+
+
+async def test_the_readme_tool_example_runs_as_written(
+    gateway: RunningGateway, worker_ollama: FakeOllama
+) -> None:
+    """README.md's AutoGen tool example is examples/autogen_tools.py, and it runs: the
+    model calls the tool, the agent runs it, the answer built on its result arrives."""
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(
+        r"<!-- autogen-tools-example -->\s*```python\n(.*?)```\s*<!-- /autogen-tools-example -->",
+        readme,
+        re.DOTALL,
+    )
+    assert block, "README.md lost its AutoGen tool example"
+    assert block.group(1) == (ROOT / "examples/autogen_tools.py").read_text()
+    result = await run_example("autogen_tools.py", TANDEM_CLIENT_GATEWAY=gateway.address)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "TextMessage: What is the weather in Paris?"
+    assert lines[1].startswith("ToolCallRequestEvent: ") and "get_weather" in lines[1]
+    assert lines[2].startswith("ToolCallExecutionEvent: ")
+    assert "Sunny and 21 C in example" in lines[2]
+    assert lines[3] == "TextMessage: The tool get_weather answered: Sunny and 21 C in example"
+    first, second = worker_ollama.generation_requests()
+    assert first["tools"][0]["function"]["name"] == "get_weather"
+    assert second["messages"][-1]["content"] == "Sunny and 21 C in example"

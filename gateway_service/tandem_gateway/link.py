@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tandem.backends.base import same_model
 from tandem.protoutil import timestamp
 from tandem.serving import CHANNEL_OPTIONS
 from tandem.services import WORKER_SERVICE
@@ -93,6 +94,23 @@ class WorkerLink:
     @property
     def serving(self) -> bool:
         return self.state == gateway_pb2.WORKER_STATE_SERVING
+
+    @property
+    def served_models(self) -> list[str]:
+        """The models it advertised (an older worker: just its own model)."""
+        if self.node is None:
+            return []
+        return list(self.node.served_models) or ([self.node.model] if self.node.model else [])
+
+    def serves(self, model: str | None) -> bool:
+        return model is None or any(same_model(name, model) for name in self.served_models)
+
+    def has_loaded(self, model: str | None) -> bool:
+        if self.node is None:
+            return False
+        if model is None:
+            return self.node.model_loaded
+        return any(same_model(loaded.name, model) for loaded in self.node.loaded_models)
 
     def start(self) -> None:
         self._tasks = [

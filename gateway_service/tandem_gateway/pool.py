@@ -1,8 +1,8 @@
 """The gateway's workers as one pool: picking one, calling it, failing over.
 
 ``WorkerPool.generate(call)`` is the only way a Route reaches a worker: it
-picks a serving worker (the model loaded first, then the fewest routes in
-flight), counts the route while it runs, relays the worker's ``Generate``
+picks a serving worker that serves the call's model (the model loaded first,
+then the fewest routes in flight), counts the route while it runs, relays the worker's ``Generate``
 stream as Route events, moves to another worker when one fails before its
 first token, and raises a ``tandem.errors`` fault the client must see
 otherwise (after the first token nothing is replayed).
@@ -19,7 +19,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 import grpc
 from grpc_status import rpc_status
 
+from tandem.backends.base import same_model
 from tandem.changes import ChangeSignal
+from tandem.conversions import model_not_served
 from tandem.errors import Reason, RelayedStatus, TandemFault, Unavailable
 from tandem.metadata import REQUEST_ID_KEY
 from tandem.protoutil import seconds_to_duration
@@ -65,20 +67,39 @@ class WorkerPool:
         for link in self.links:
             link.start()
 
-    def pick(self, exclude: frozenset[str] = frozenset()) -> WorkerLink | None:
-        candidates = [w for w in self.links if w.serving and w.address not in exclude]
+    def pick(
+        self, exclude: frozenset[str] = frozenset(), model: str | None = None
+    ) -> WorkerLink | None:
+        """A serving worker that serves ``model`` (None: its default), preferring
+        one where it is loaded, then the one with the fewest routes."""
+        candidates = [
+            w for w in self.links if w.serving and w.address not in exclude and w.serves(model)
+        ]
         if not candidates:
             return None
-        return min(
-            candidates,
-            key=lambda w: (not (w.node and w.node.model_loaded), self.routes[w.address]),
-        )
+        return min(candidates, key=lambda w: (not w.has_loaded(model), self.routes[w.address]))
 
-    async def wait_for_worker(self, exclude: frozenset[str], timeout_s: float) -> WorkerLink:
-        """A serving worker, waiting up to ``timeout_s`` for one to appear."""
+    def routable_models(self) -> list[str]:
+        """Every model a worker the gateway has heard from serves, defaults first."""
+        names: list[str] = []
+        for link in self.links:
+            names.extend(n for n in link.served_models if not any(same_model(n, m) for m in names))
+        return names
+
+    def check_model(self, model: str) -> None:
+        """Raise NOT_FOUND when no worker the gateway has heard from serves ``model``
+        (if none was heard from yet, routing answers UNAVAILABLE instead)."""
+        heard = any(link.node is not None for link in self.links)
+        if heard and not any(link.serves(model) for link in self.links):
+            raise model_not_served(model, self.routable_models(), "any worker")
+
+    async def wait_for_worker(
+        self, exclude: frozenset[str], timeout_s: float, model: str | None = None
+    ) -> WorkerLink:
+        """A serving worker (for ``model``), waiting up to ``timeout_s`` for one to appear."""
         deadline = time.monotonic() + timeout_s
         while True:
-            link = self.pick(exclude)
+            link = self.pick(exclude, model)
             if link is not None:
                 return link
             remaining = deadline - time.monotonic()
@@ -100,7 +121,7 @@ class WorkerPool:
         tried: frozenset[str] = frozenset()
         while True:
             wait_s = min(self._connect_timeout_s, call.remaining_s())
-            link = await self.wait_for_worker(tried, wait_s)
+            link = await self.wait_for_worker(tried, wait_s, call.request.model or None)
             tried |= {link.address}
             self.routes[link.address] += 1
             try:
@@ -143,6 +164,10 @@ async def _relay(link: WorkerLink, call: WorkerCall) -> AsyncIterator[gateway_pb
                 if first_token_at is None:
                     first_token_at = time.monotonic()
                 yield gateway_pb2.RouteResponse(delta=response.delta)
+            elif kind == "tool_call":
+                if first_token_at is None:
+                    first_token_at = time.monotonic()
+                yield gateway_pb2.RouteResponse(tool_call=response.tool_call)
             elif kind == "summary":
                 summary = _summary(response.summary, link.address, call.started, first_token_at)
                 # Let the worker's call end by itself (its status follows at once)

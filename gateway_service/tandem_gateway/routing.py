@@ -61,7 +61,11 @@ class RoutingPolicy:
         """The worker request (secrets redacted, per-difficulty defaults) and its deadline.
 
         With a client deadline, that deadline (never past ``max_route_s``); without
-        one, the difficulty's default deadline, also capped.
+        one, the difficulty's default deadline, also capped. Tools, tool choice,
+        response format and model pass through unchanged; with tools offered or
+        JSON asked for, no per-difficulty max_tokens is set (a cut tool call or
+        JSON document is worthless; the client's max_tokens and the deadline
+        still bound it).
         """
         defaults = (self.defaults or {}).get(difficulty or "medium")
         screening = route.screening
@@ -70,7 +74,9 @@ class RoutingPolicy:
         )
         options = common_pb2.GenerationOptions()
         options.CopyFrom(route.request.options)
-        if defaults is not None and not options.HasField("max_tokens"):
+        request = route.request
+        structured = bool(request.tools) or request.response_format.type in _JSON_FORMATS
+        if defaults is not None and not options.HasField("max_tokens") and not structured:
             options.max_tokens = defaults.max_tokens
         limit = route.started + self.max_route_s
         if route.client_deadline is not None:
@@ -79,9 +85,19 @@ class RoutingPolicy:
             deadline = min(route.started + defaults.deadline_s, limit)
         else:
             deadline = limit
-        request = worker_pb2.GenerateRequest(
+        generate = worker_pb2.GenerateRequest(
             messages=messages,
             options=options,
             priority=defaults.priority if defaults is not None else 0,
+            tools=request.tools,
+            tool_choice=request.tool_choice,
+            response_format=request.response_format,
+            model=request.model,
         )
-        return WorkerCall(request, route.request_id, route.started, deadline)
+        return WorkerCall(generate, route.request_id, route.started, deadline)
+
+
+_JSON_FORMATS = (
+    common_pb2.RESPONSE_FORMAT_TYPE_JSON,
+    common_pb2.RESPONSE_FORMAT_TYPE_JSON_SCHEMA,
+)

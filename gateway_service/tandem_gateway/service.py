@@ -16,7 +16,12 @@ from typing import Any
 
 import grpc
 
-from tandem.conversions import options_from_proto, turns_from_proto
+from tandem.conversions import (
+    options_from_proto,
+    request_from_proto,
+    tools_from_proto,
+    turns_from_proto,
+)
 from tandem.inflight import InFlight
 from tandem.metadata import request_id_of
 from tandem.protoutil import seconds_to_duration
@@ -56,7 +61,9 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
     async def Classify(
         self, request: gateway_pb2.ClassifyRequest, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.ClassifyResponse:
-        decision = await self._guard.decide(self._turns(request.messages))
+        turns = self._turns(request.messages)
+        tools_from_proto(request.tools)
+        decision = await self._guard.decide(turns)
         _log_decision(request_id_of(context), decision)
         return gateway_pb2.ClassifyResponse(decision=decision.to_proto())
 
@@ -67,6 +74,11 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
             started = time.monotonic()
             turns = self._turns(request.messages)
             options_from_proto(request.options)
+            chat = request_from_proto(
+                request.tools, request.tool_choice, request.response_format, request.model
+            )
+            if chat.model is not None:
+                self._cluster.pool.check_model(chat.model)  # NOT_FOUND before screening
             remaining = context.time_remaining()
             route = RouteCall(
                 request=request,

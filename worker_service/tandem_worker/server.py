@@ -52,12 +52,16 @@ async def running_worker(settings: WorkerSettings) -> AsyncIterator[RunningWorke
         settings.max_queued_generations,
         settings.max_queue_bypass,
     )
+    if settings.served_models and backend.kind != "ollama":
+        log.warning("--served-model is ignored: the %s backend serves only %s",
+                    backend.kind, backend.model)
     service = WorkerService(
         monitor,
         admission,
         max_prompt_chars=settings.max_prompt_chars,
         max_generation_s=settings.max_generation_s,
         coalesce_after_s=settings.coalesce_after_ms / 1000,
+        served_models=settings.served_models if backend.kind == "ollama" else (),
     )
     gauges = functools.partial(_live_gauges, monitor, admission)
     node = NodeRole("worker", monitor.name, WORKER_SERVICE, add_WorkerServiceServicer_to_server,

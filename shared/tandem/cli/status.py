@@ -23,7 +23,9 @@ def _model(node: NodeInfo | None) -> str:
     if node is None or not node.model:
         return "-"
     state = "loaded" if node.model_loaded else ("available" if node.model_available else "MISSING")
-    return f"{node.model} ({state})"
+    others = [name for name in node.served_models if name != node.model]
+    also = f"\n+ {', '.join(others)}" if others else ""  # other models requests may name
+    return f"{node.model} ({state}){also}"
 
 
 def render(status: ClusterStatus) -> Table:

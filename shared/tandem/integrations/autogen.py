@@ -11,8 +11,14 @@ worker generates. A refusal comes back as a normal assistant message whose
 ``finish_reason`` is ``"content_filter"`` and whose content is the gateway's
 refusal message (also logged, and kept in ``last_decision``). The
 cancellation token cancels the gRPC call, which stops the worker's model.
-Tandem's models take text only and call no tools; ``model_info`` says so, and
-AutoGen checks it before asking for either.
+
+Tools: ``tools`` (Tool or ToolSchema) and ``tool_choice`` go to the worker's
+model; its calls come back as ``list[FunctionCall]`` with ``finish_reason``
+"function_calls", and the agent's ``FunctionExecutionResultMessage`` goes back
+as tool turns naming the call ids. ``json_output=True`` asks for JSON, a
+pydantic model class for JSON matching its schema. The embedded default model
+refuses tools (FAILED_PRECONDITION): run the worker on Ollama for agents.
+Images are not taken (``vision=False``).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import math
 from collections.abc import AsyncGenerator, Mapping, Sequence
@@ -27,9 +34,20 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, Field
 
-from tandem.sdk import AsyncTandemClient, ChatTurn, Decision, SamplingOptions, Text
+from tandem.sdk import (
+    AsyncTandemClient,
+    ChatTurn,
+    Decision,
+    ResponseFormat,
+    SamplingOptions,
+    Text,
+    ToolCall,
+    ToolChoice,
+    ToolDefinition,
+)
 from tandem.sdk.convert import AnswerBuilder
 from tandem.sdk.models import Answer
+from tandem.sdk.tools import response_format_of
 from tandem.settings import ClientSettings
 
 try:
@@ -60,6 +78,7 @@ _FINISH: dict[str, FinishReasons] = {
     "stop": "stop",
     "length": "length",
     "refused": "content_filter",
+    "tool_calls": "function_calls",
 }
 _OPTION_NAMES = frozenset(f.name for f in dataclasses.fields(SamplingOptions))
 _CHARS_PER_TOKEN = 4  # count_tokens is an estimate: the models' tokenizers live on the nodes
@@ -67,10 +86,10 @@ _TOKENS_PER_MESSAGE = 4
 
 DEFAULT_MODEL_INFO = ModelInfo(
     vision=False,
-    function_calling=False,
-    json_output=False,
+    function_calling=True,
+    json_output=True,
     family=ModelFamily.UNKNOWN,
-    structured_output=False,
+    structured_output=True,
     multiple_system_messages=True,
 )
 
@@ -143,8 +162,8 @@ class TandemChatCompletionClient(ChatCompletionClient, Component[TandemChatCompl
         extra_create_args: Mapping[str, Any] = {},
         cancellation_token: CancellationToken | None = None,
     ) -> CreateResult:
-        turns, options = self._prepare(messages, tools, json_output, extra_create_args)
-        task = asyncio.ensure_future(self._tandem().ask(turns, options, timeout_s=self._timeout_s))
+        call = self._prepare(messages, tools, tool_choice, json_output, extra_create_args)
+        task = asyncio.ensure_future(self._tandem().ask(**call))
         if cancellation_token is not None:
             cancellation_token.link_future(task)
         return self._finish(await task)
@@ -159,9 +178,9 @@ class TandemChatCompletionClient(ChatCompletionClient, Component[TandemChatCompl
         extra_create_args: Mapping[str, Any] = {},
         cancellation_token: CancellationToken | None = None,
     ) -> AsyncGenerator[str | CreateResult, None]:
-        turns, options = self._prepare(messages, tools, json_output, extra_create_args)
+        call = self._prepare(messages, tools, tool_choice, json_output, extra_create_args)
         builder = AnswerBuilder()
-        events = self._tandem().route(turns, options, timeout_s=self._timeout_s)
+        events = self._tandem().route(**call)
         async with contextlib.aclosing(events):
             while True:
                 step = asyncio.ensure_future(anext(events, None))
@@ -182,13 +201,11 @@ class TandemChatCompletionClient(ChatCompletionClient, Component[TandemChatCompl
         self,
         messages: Sequence[LLMMessage],
         tools: Sequence[Tool | ToolSchema],
+        tool_choice: Tool | Literal["auto", "required", "none"],
         json_output: bool | type[BaseModel] | None,
         extra_create_args: Mapping[str, Any],
-    ) -> tuple[list[ChatTurn], SamplingOptions]:
-        if tools:
-            raise ValueError("Tandem models do not call tools (model_info function_calling=False)")
-        if json_output is not None and json_output is not False:
-            raise ValueError("Tandem models have no JSON mode or structured output")
+    ) -> dict[str, Any]:
+        """The keyword arguments of one ``route``/``ask`` call."""
         unknown = set(extra_create_args) - _OPTION_NAMES
         if unknown:
             raise ValueError(
@@ -197,7 +214,14 @@ class TandemChatCompletionClient(ChatCompletionClient, Component[TandemChatCompl
         overrides = dict(extra_create_args)
         if "stop" in overrides:
             overrides["stop"] = tuple(overrides["stop"])
-        return to_turns(messages), dataclasses.replace(self._options, **overrides)
+        return {
+            "conversation": to_turns(messages),
+            "options": dataclasses.replace(self._options, **overrides),
+            "tools": [tool_definition(tool) for tool in tools],
+            "tool_choice": _tool_choice(tool_choice) if tools else None,
+            "response_format": _response_format(json_output),
+            "timeout_s": self._timeout_s,
+        }
 
     def _finish(self, answer: Answer) -> CreateResult:
         self.last_decision = answer.decision
@@ -216,6 +240,14 @@ class TandemChatCompletionClient(ChatCompletionClient, Component[TandemChatCompl
             prompt_tokens=self._usage.prompt_tokens + usage.prompt_tokens,
             completion_tokens=self._usage.completion_tokens + usage.completion_tokens,
         )
+        if answer.tool_calls:
+            return CreateResult(
+                finish_reason="function_calls",
+                content=[_function_call(call) for call in answer.tool_calls],
+                usage=usage,
+                cached=False,
+                thought=answer.text or None,
+            )
         return CreateResult(
             finish_reason=_FINISH.get(answer.finish_reason, "unknown"),
             content=answer.content,
@@ -237,10 +269,15 @@ class TandemChatCompletionClient(ChatCompletionClient, Component[TandemChatCompl
     def count_tokens(
         self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []
     ) -> int:
-        """An estimate (4 characters a token): the real tokenizers run on the nodes."""
-        return sum(
-            _TOKENS_PER_MESSAGE + math.ceil(len(turn.content) / _CHARS_PER_TOKEN)
+        """An estimate (4 characters a token): the real tokenizers run on the nodes.
+        Tool calls and tool definitions count as their JSON."""
+        chars = [
+            len(turn.content) + sum(len(_json(c.arguments)) + len(c.name) for c in turn.tool_calls)
             for turn in to_turns(messages)
+        ]
+        definitions = sum(len(_json(dataclasses.asdict(tool_definition(t)))) for t in tools)
+        return sum(_TOKENS_PER_MESSAGE + math.ceil(n / _CHARS_PER_TOKEN) for n in chars) + (
+            math.ceil(definitions / _CHARS_PER_TOKEN)
         )
 
     def remaining_tokens(
@@ -282,8 +319,39 @@ class TandemChatCompletionClient(ChatCompletionClient, Component[TandemChatCompl
         )
 
 
+def tool_definition(tool: Tool | ToolSchema) -> ToolDefinition:
+    """An AutoGen Tool (its ``schema``) or ToolSchema as a Tandem tool definition."""
+    schema: Mapping[str, Any] = tool.schema if isinstance(tool, Tool) else tool
+    parameters = dict(schema.get("parameters") or {"type": "object", "properties": {}})
+    return ToolDefinition(schema["name"], schema.get("description", ""), parameters)
+
+
+def _tool_choice(choice: Tool | Literal["auto", "required", "none"]) -> ToolChoice:
+    if isinstance(choice, Tool):
+        return ToolChoice.named(choice.name)
+    return ToolChoice(choice)
+
+
+def _response_format(json_output: bool | type[BaseModel] | None) -> ResponseFormat:
+    if json_output is True:
+        return ResponseFormat.json()
+    if isinstance(json_output, type):
+        return response_format_of(json_output)
+    return ResponseFormat()
+
+
+def _function_call(call: ToolCall) -> FunctionCall:
+    return FunctionCall(id=call.id, name=call.name, arguments=_json(call.arguments))
+
+
+def _json(value: Mapping[str, Any]) -> str:
+    return json.dumps(dict(value))
+
+
 def to_turns(messages: Sequence[LLMMessage]) -> list[ChatTurn]:
-    """AutoGen messages as Tandem turns. Turns with no text are left out."""
+    """AutoGen messages as Tandem turns: an assistant's FunctionCalls as its tool
+    calls, each FunctionExecutionResult as a tool turn answering its call id.
+    Turns with neither text nor calls are left out."""
     turns: list[ChatTurn] = []
     for message in messages:
         if isinstance(message, SystemMessage):
@@ -291,12 +359,20 @@ def to_turns(messages: Sequence[LLMMessage]) -> list[ChatTurn]:
         elif isinstance(message, UserMessage):
             turns.append(ChatTurn("user", _user_text(message.content)))
         elif isinstance(message, AssistantMessage):
-            turns.append(ChatTurn("assistant", _assistant_text(message.content)))
+            turns.append(_assistant_turn(message))
         elif isinstance(message, FunctionExecutionResultMessage):
-            turns.extend(ChatTurn("tool", result.content) for result in message.content)
+            turns.extend(
+                ChatTurn(
+                    "tool",
+                    result.content or "(no output)",
+                    tool_call_id=result.call_id,
+                    tool_name=result.name,
+                )
+                for result in message.content
+            )
         else:
             raise ValueError(f"unsupported message type {type(message).__name__}")
-    return [turn for turn in turns if turn.content.strip()]
+    return [turn for turn in turns if turn.content.strip() or turn.tool_calls]
 
 
 def _user_text(content: str | list[str | Image]) -> str:
@@ -307,7 +383,18 @@ def _user_text(content: str | list[str | Image]) -> str:
     return "\n".join(str(part) for part in content)
 
 
-def _assistant_text(content: str | list[FunctionCall]) -> str:
-    if isinstance(content, str):
-        return content
-    return "\n".join(f"[called {call.name}({call.arguments})]" for call in content)
+def _assistant_turn(message: AssistantMessage) -> ChatTurn:
+    if isinstance(message.content, str):
+        return ChatTurn("assistant", message.content)
+    calls = tuple(ToolCall(call.id, call.name, _arguments(call)) for call in message.content)
+    return ChatTurn("assistant", message.thought or "", tool_calls=calls)
+
+
+def _arguments(call: FunctionCall) -> dict[str, Any]:
+    try:
+        arguments = json.loads(call.arguments or "{}")
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"FunctionCall {call.id} arguments are not JSON: {exc.msg}") from exc
+    if not isinstance(arguments, dict):
+        raise ValueError(f"FunctionCall {call.id} arguments are not a JSON object")
+    return arguments

@@ -29,9 +29,18 @@ from tandem.openai_compat.payloads import (
     finish_reason,
     model_card,
     sse,
+    tool_call_json,
 )
 from tandem.openai_compat.schema import ChatCompletionRequest, UnsupportedRequest
-from tandem.sdk import AsyncTandemClient, Decision, RouteEvent, Summary, TandemError, Text
+from tandem.sdk import (
+    AsyncTandemClient,
+    Decision,
+    RouteEvent,
+    Summary,
+    TandemError,
+    Text,
+    ToolCall,
+)
 from tandem.sdk.convert import AnswerBuilder
 
 log = logging.getLogger(__name__)
@@ -51,18 +60,33 @@ def create_app(
     """The endpoint's app; ``client`` (the gateway) stays the caller's to close."""
     created = int(time.time())
 
+    async def routable() -> list[str]:
+        """The endpoint's own name (the cluster's default model), then every model
+        a serving worker serves, as the gateway's cluster status says."""
+        names = [model]
+        try:
+            status = await client.cluster_status()
+        except TandemError as exc:
+            log.warning("models: the gateway's cluster status failed: %s", exc)
+            return names
+        for worker in status.workers:
+            if worker.state == "serving" and worker.node is not None:
+                names.extend(n for n in worker.node.served_models if n not in names)
+        return names
+
     async def list_models(request: Request) -> Response:
-        return JSONResponse({"object": "list", "data": [model_card(model, created)]})
+        cards = [model_card(name, created) for name in await routable()]
+        return JSONResponse({"object": "list", "data": cards})
 
     async def get_model(request: Request) -> Response:
-        if request.path_params["model_id"] != model:
+        if request.path_params["model_id"] not in await routable():
             return HttpError(
                 404,
                 f"The model {request.path_params['model_id']!r} does not exist",
                 code="model_not_found",
                 param="model",
             ).response()
-        return JSONResponse(model_card(model, created))
+        return JSONResponse(model_card(request.path_params["model_id"], created))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -112,20 +136,35 @@ class ChatCompletions:
             body = ChatCompletionRequest.model_validate_json(await request.body())
             body.check_supported()
             turns, options = body.turns(), body.options()
+            chat = body.chat_request(self._model)
         except ValidationError as exc:
             await from_validation_error(exc).response()(scope, receive, send)
             return
         except UnsupportedRequest as exc:
-            await HttpError(
-                400, str(exc), param=exc.param, code="unsupported_parameter"
-            ).response()(scope, receive, send)
+            await HttpError(400, str(exc), param=exc.param, code=exc.code).response()(
+                scope, receive, send
+            )
             return
         request_id = _request_id(request.headers.get("x-request-id", ""))
         shape = CompletionShape(f"chatcmpl-{request_id}", body.model or self._model)
         events = self._client.route(
-            turns, options, timeout_s=self._timeout_s, request_id=request_id
+            turns,
+            options,
+            tools=chat.tools,
+            tool_choice=chat.tool_choice,
+            response_format=chat.response_format,
+            model=chat.model,
+            timeout_s=self._timeout_s,
+            request_id=request_id,
         )
-        reply = _Reply(scope, send, shape, request_id, include_usage=body.include_usage)
+        reply = _Reply(
+            scope,
+            send,
+            shape,
+            request_id,
+            include_usage=body.include_usage,
+            max_tool_calls=1 if body.single_tool_call else None,
+        )
         work = reply.stream(events) if body.stream else reply.whole(events)
         if not await run_until_disconnected(receive, work):
             log.info("completion %s: the client went away; its route was cancelled", request_id)
@@ -142,12 +181,15 @@ class _Reply:
         request_id: str,
         *,
         include_usage: bool,
+        max_tool_calls: int | None = None,
     ) -> None:
         self._scope = scope
         self._send = send
         self._shape = shape
         self._request_id = request_id
         self._include_usage = include_usage
+        # parallel_tool_calls false: Ollama cannot be told, so later calls are dropped.
+        self._max_tool_calls = max_tool_calls
 
     async def _respond(self, response: Response) -> None:
         await response(self._scope, _never_called, self._send)
@@ -166,7 +208,8 @@ class _Reply:
         headers.update(
             {"x-tandem-worker": answer.summary.worker, "x-tandem-model": answer.summary.model}
         )
-        await self._respond(JSONResponse(self._shape.completion(answer), headers=headers))
+        calls = answer.tool_calls[: self._max_tool_calls]
+        await self._respond(JSONResponse(self._shape.completion(answer, calls), headers=headers))
 
     async def stream(self, events: AsyncGenerator[RouteEvent, None]) -> None:
         """Headers go out with the first token (or the refusal), so every failure
@@ -193,9 +236,15 @@ class _Reply:
         self, decision: Decision, first: RouteEvent, events: AsyncGenerator[RouteEvent, None]
     ) -> None:
         event: RouteEvent | None = first
+        calls = 0
         while event is not None:
             if isinstance(event, Text):
                 await self._write(self._shape.chunk({"content": event.text}))
+            elif isinstance(event, ToolCall):
+                if self._max_tool_calls is None or calls < self._max_tool_calls:
+                    delta = {"tool_calls": [tool_call_json(event, calls)]}
+                    await self._write(self._shape.chunk(delta))
+                    calls += 1
             elif isinstance(event, Summary):
                 if decision.refused:
                     await self._write(self._shape.chunk({"content": event.message}))

@@ -56,8 +56,21 @@ class HttpError:
         return JSONResponse(self.body(), status_code=self.status, headers=headers)
 
 
+# Precondition failures that say what the request asked for cannot be done here.
+_PRECONDITIONS: dict[str, tuple[int, str, str | None]] = {
+    "TOOLS_UNSUPPORTED": (400, "invalid_request_error", "tools"),
+    "TOOL_CHOICE_NOT_HONOURED": (500, "server_error", "tool_choice"),
+}
+
+
 def from_tandem_error(exc: TandemError) -> HttpError:
     status, kind = _HTTP.get(exc.code, (500, "server_error"))
+    if exc.details.reason == "MODEL_NOT_SERVED":
+        return HttpError(404, exc.message, "invalid_request_error", "model_not_found", "model")
+    for violation in exc.details.precondition_violations:
+        if violation.type in _PRECONDITIONS:
+            status, kind, param = _PRECONDITIONS[violation.type]
+            return HttpError(status, exc.message, kind, violation.type.lower(), param)
     violations = exc.details.field_violations
     return HttpError(
         status=status,

@@ -7,12 +7,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from tandem.sdk import Answer, Decision, Usage
+from tandem.sdk import Answer, Decision, ToolCall, Usage
 
 SSE_DONE = b"data: [DONE]\n\n"
 OWNER = "tandem"
 # Tandem's finish reasons as OpenAI's: a refusal is a content filter's doing.
-_FINISH = {"stop": "stop", "length": "length", "refused": "content_filter"}
+_FINISH = {
+    "stop": "stop",
+    "length": "length",
+    "refused": "content_filter",
+    "tool_calls": "tool_calls",
+}
 
 
 def finish_reason(name: str) -> str:
@@ -29,6 +34,16 @@ def usage_json(usage: Usage) -> dict[str, int]:
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
     }
+
+
+def tool_call_json(call: ToolCall, index: int | None = None) -> dict[str, Any]:
+    """A call as OpenAI writes it: ``arguments`` a JSON string; ``index`` in a chunk."""
+    body: dict[str, Any] = {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": json.dumps(dict(call.arguments))},
+    }
+    return body if index is None else {"index": index, **body}
 
 
 def model_card(model: str, created: int) -> dict[str, Any]:
@@ -58,7 +73,14 @@ class CompletionShape:
     model: str
     created: int = field(default_factory=lambda: int(time.time()))
 
-    def completion(self, answer: Answer) -> dict[str, Any]:
+    def completion(self, answer: Answer, calls: tuple[ToolCall, ...] = ()) -> dict[str, Any]:
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": answer.content if answer.content or not calls else None,
+            "refusal": None,
+        }
+        if calls:
+            message["tool_calls"] = [tool_call_json(call) for call in calls]
         return {
             "id": self.id,
             "object": "chat.completion",
@@ -67,7 +89,7 @@ class CompletionShape:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": answer.content, "refusal": None},
+                    "message": message,
                     "logprobs": None,
                     "finish_reason": finish_reason(answer.finish_reason),
                 }
@@ -75,7 +97,7 @@ class CompletionShape:
             "usage": usage_json(answer.usage),
         }
 
-    def chunk(self, delta: dict[str, str], finish: str | None = None) -> dict[str, Any]:
+    def chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         return {
             "id": self.id,
             "object": "chat.completion.chunk",

@@ -7,7 +7,10 @@
         print(answer.content)            # the answer, or the refusal message
         print(answer.refused, answer.decision.tier, answer.usage.completion_tokens)
 
-``route()`` yields a ``Decision``, then ``Text`` pieces, then a ``Summary``.
+``route()`` yields a ``Decision``, then ``Text`` pieces (and ``ToolCall``
+events when the model calls tools), then a ``Summary``. ``route()``/``ask()``
+take ``tools`` (ToolDefinition values or typed functions), ``tool_choice``,
+``response_format`` (JSON, a schema, a pydantic model) and ``model``.
 A refusal is an answer (``Decision.refused``), never an exception; failures
 raise ``TandemError`` subclasses carrying the server's google.rpc details.
 """
@@ -26,6 +29,7 @@ from tandem.sdk.errors import (
     TandemFailedPrecondition,
     TandemInternal,
     TandemInvalidArgument,
+    TandemNotFound,
     TandemPermissionDenied,
     TandemResourceExhausted,
     TandemUnauthenticated,
@@ -38,14 +42,19 @@ from tandem.sdk.models import (
     Conversation,
     Decision,
     NodeInfo,
+    ResponseFormat,
     RouteEvent,
     SamplingOptions,
     Summary,
     Text,
+    ToolCall,
+    ToolChoice,
+    ToolDefinition,
     Usage,
     WorkerInfo,
 )
 from tandem.sdk.sync import TandemClient
+from tandem.sdk.tools import tool_from_function, tool_from_model
 
 __all__ = [
     "Answer",
@@ -60,6 +69,7 @@ __all__ = [
     "FieldViolation",
     "NodeInfo",
     "PreconditionViolation",
+    "ResponseFormat",
     "RouteEvent",
     "SamplingOptions",
     "Summary",
@@ -70,12 +80,18 @@ __all__ = [
     "TandemFailedPrecondition",
     "TandemInternal",
     "TandemInvalidArgument",
+    "TandemNotFound",
     "TandemPermissionDenied",
     "TandemResourceExhausted",
     "TandemUnauthenticated",
     "TandemUnavailable",
     "Text",
+    "ToolCall",
+    "ToolChoice",
+    "ToolDefinition",
     "Usage",
     "WorkerInfo",
     "bearer_token",
+    "tool_from_function",
+    "tool_from_model",
 ]

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable, Sequence
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import grpc
 
+from tandem.sdk import convert
 from tandem.sdk.calls import STATUS_TIMEOUT_S, ClientBase
 from tandem.sdk.channel import ChannelConfig, async_channel
-from tandem.sdk import convert
 from tandem.sdk.errors import rpc_errors
 from tandem.sdk.models import (
     Answer,
@@ -19,7 +19,9 @@ from tandem.sdk.models import (
     Decision,
     RouteEvent,
     SamplingOptions,
+    ToolDefinition,
 )
+from tandem.sdk.tools import FormatSpec, ToolChoiceSpec, chat_request
 from tandem.v1 import gateway_pb2
 
 
@@ -58,12 +60,24 @@ class AsyncTandemClient(AsyncClientBase):
         conversation: Conversation,
         options: SamplingOptions | None = None,
         *,
+        tools: Sequence[ToolDefinition | Callable[..., Any]] = (),
+        tool_choice: ToolChoiceSpec = None,
+        response_format: FormatSpec = None,
+        model: str | None = None,
         timeout_s: float | None = None,
         request_id: str | None = None,
     ) -> AsyncGenerator[RouteEvent, None]:
-        """Yield the Decision, then Text pieces as they arrive, then the Summary."""
+        """Yield the Decision, then Text pieces and ToolCall events as they
+        arrive, then the Summary.
+
+        ``tools`` are ToolDefinition values or plain typed functions;
+        ``tool_choice`` "auto", "none", "required" or a function name;
+        ``response_format`` "json", a JSON schema, a pydantic model class or a
+        ResponseFormat; ``model`` a model the cluster serves (default: its own).
+        """
+        request = chat_request(tools, tool_choice, response_format, model)
         call = self._stub.Route(
-            convert.route_request(conversation, options),
+            convert.route_request(conversation, options, request),
             **self._call_kwargs(timeout_s=timeout_s, request_id=request_id),
         )
         try:
@@ -79,13 +93,25 @@ class AsyncTandemClient(AsyncClientBase):
         conversation: Conversation,
         options: SamplingOptions | None = None,
         *,
+        tools: Sequence[ToolDefinition | Callable[..., Any]] = (),
+        tool_choice: ToolChoiceSpec = None,
+        response_format: FormatSpec = None,
+        model: str | None = None,
         timeout_s: float | None = None,
         request_id: str | None = None,
     ) -> Answer:
-        """The whole answer. A refusal is returned, not raised: see ``answer.refused``."""
+        """The whole answer (``answer.tool_calls`` holds the calls the model made).
+        A refusal is returned, not raised: see ``answer.refused``."""
         builder = convert.AnswerBuilder()
         async for event in self.route(
-            conversation, options, timeout_s=timeout_s, request_id=request_id
+            conversation,
+            options,
+            tools=tools,
+            tool_choice=tool_choice,
+            response_format=response_format,
+            model=model,
+            timeout_s=timeout_s,
+            request_id=request_id,
         ):
             builder.add(event)
         return builder.build()

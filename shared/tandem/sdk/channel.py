@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable
 import grpc
 from pydantic import BaseModel, ConfigDict, Field
 
-from tandem.serving import MAX_MESSAGE_BYTES
 from tandem.services import GATEWAY_SERVICE
+from tandem.serving import MAX_MESSAGE_BYTES
 
 # Called before every call; returns metadata to send with it, e.g.
 # (("authorization", "Bearer ..."),). Called each time, so tokens can rotate.

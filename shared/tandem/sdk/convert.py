@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import cast
 
-from tandem.conversions import turns_to_proto
+from tandem.backends.base import ChatRequest
+from tandem.conversions import request_to_proto, tool_call_from_proto, turns_to_proto
 from tandem.protoutil import duration_seconds, enum_name, timestamp_datetime
 from tandem.sdk.models import (
     Answer,
@@ -18,6 +19,7 @@ from tandem.sdk.models import (
     SamplingOptions,
     Summary,
     Text,
+    ToolCall,
     Usage,
     WorkerInfo,
 )
@@ -38,7 +40,18 @@ def conversation_turns(conversation: Conversation) -> list[ChatTurn]:
         role = item.get("role", "")
         if role not in _ROLES:
             raise ValueError(f"messages[{index}].role: {role!r} is not one of {sorted(_ROLES)}")
-        turns.append(ChatTurn(cast(RoleName, role), str(item.get("content", ""))))
+        calls = item.get("tool_calls") or ()
+        if not all(isinstance(call, ToolCall) for call in calls):  # type: ignore[attr-defined]
+            raise ValueError(f"messages[{index}].tool_calls: must be ToolCall values")
+        turns.append(
+            ChatTurn(
+                cast(RoleName, role),
+                str(item.get("content") or ""),
+                tool_calls=tuple(calls),  # type: ignore[arg-type]
+                tool_call_id=str(item.get("tool_call_id") or ""),
+                tool_name=str(item.get("tool_name") or ""),
+            )
+        )
     return turns
 
 
@@ -55,16 +68,24 @@ def options_to_proto(options: SamplingOptions | None) -> common_pb2.GenerationOp
 
 
 def route_request(
-    conversation: Conversation, options: SamplingOptions | None
+    conversation: Conversation,
+    options: SamplingOptions | None,
+    request: ChatRequest | None = None,
 ) -> gateway_pb2.RouteRequest:
     return gateway_pb2.RouteRequest(
         messages=turns_to_proto(conversation_turns(conversation)),
         options=options_to_proto(options),
+        **request_to_proto(request or ChatRequest()),
     )
 
 
-def classify_request(conversation: Conversation) -> gateway_pb2.ClassifyRequest:
-    return gateway_pb2.ClassifyRequest(messages=turns_to_proto(conversation_turns(conversation)))
+def classify_request(
+    conversation: Conversation, request: ChatRequest | None = None
+) -> gateway_pb2.ClassifyRequest:
+    return gateway_pb2.ClassifyRequest(
+        messages=turns_to_proto(conversation_turns(conversation)),
+        tools=request_to_proto(request or ChatRequest())["tools"],
+    )
 
 
 def decision_from_proto(decision: gateway_pb2.Decision) -> Decision:
@@ -100,6 +121,8 @@ def event_from_proto(response: gateway_pb2.RouteResponse) -> RouteEvent | None:
         return decision_from_proto(response.decision)
     if kind == "delta":
         return Text(response.delta.text, response.delta.tokens or 1)
+    if kind == "tool_call":
+        return tool_call_from_proto(response.tool_call)
     if kind == "summary":
         return summary_from_proto(response.summary)
     return None
@@ -120,6 +143,7 @@ def node_from_proto(node: worker_pb2.NodeStatus) -> NodeInfo:
         version=node.version,
         memory_total_bytes=node.memory.total_bytes,
         memory_available_bytes=node.memory.available_bytes,
+        served_models=tuple(node.served_models),
     )
 
 
@@ -150,6 +174,7 @@ class AnswerBuilder:
     def __init__(self) -> None:
         self._decision: Decision | None = None
         self._parts: list[str] = []
+        self._calls: list[ToolCall] = []
         self._summary: Summary | None = None
 
     def add(self, event: RouteEvent) -> None:
@@ -157,10 +182,12 @@ class AnswerBuilder:
             self._decision = event
         elif isinstance(event, Text):
             self._parts.append(event.text)
+        elif isinstance(event, ToolCall):
+            self._calls.append(event)
         else:
             self._summary = event
 
     def build(self) -> Answer:
         if self._decision is None or self._summary is None:
             raise RuntimeError("the Route stream ended without a decision and a summary")
-        return Answer(self._decision, "".join(self._parts), self._summary)
+        return Answer(self._decision, "".join(self._parts), self._summary, tuple(self._calls))

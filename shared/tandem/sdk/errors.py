@@ -82,6 +82,11 @@ class TandemResourceExhausted(TandemError):
     """The model backend is busy; retry after ``retry_delay_s``."""
 
 
+class TandemNotFound(TandemError):
+    """The named thing does not exist: e.g. a model no worker serves
+    (``details.metadata["available"]`` lists the ones that are)."""
+
+
 class TandemFailedPrecondition(TandemError):
     """The server is not set up for this yet (e.g. the model is not pulled)."""
 
@@ -112,6 +117,7 @@ _BY_CODE: dict[grpc.StatusCode, type[TandemError]] = {
     grpc.StatusCode.UNAVAILABLE: TandemUnavailable,
     grpc.StatusCode.RESOURCE_EXHAUSTED: TandemResourceExhausted,
     grpc.StatusCode.FAILED_PRECONDITION: TandemFailedPrecondition,
+    grpc.StatusCode.NOT_FOUND: TandemNotFound,
     grpc.StatusCode.DEADLINE_EXCEEDED: TandemDeadlineExceeded,
     grpc.StatusCode.CANCELLED: TandemCancelled,
     grpc.StatusCode.UNAUTHENTICATED: TandemUnauthenticated,

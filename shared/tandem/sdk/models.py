@@ -7,12 +7,21 @@ are lower-case names without their prefix (``"allow"``, ``"rules"``,
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, TypeAlias
 
-from tandem.backends.base import ChatTurn, RoleName, SamplingOptions
+from tandem.backends.base import (
+    ChatTurn,
+    ResponseFormat,
+    RoleName,
+    SamplingOptions,
+    ToolCall,
+    ToolChoice,
+    ToolDefinition,
+)
 
 __all__ = [
     "Answer",
@@ -21,23 +30,28 @@ __all__ = [
     "Conversation",
     "Decision",
     "NodeInfo",
+    "ResponseFormat",
     "RoleName",
     "RouteEvent",
     "SamplingOptions",
     "Summary",
     "Text",
+    "ToolCall",
+    "ToolChoice",
+    "ToolDefinition",
     "Usage",
     "WorkerInfo",
 ]
 
 # A prompt string (one user message), or the whole conversation as ChatTurn
-# values or {"role": ..., "content": ...} mappings.
-Conversation: TypeAlias = str | Sequence[ChatTurn | Mapping[str, str]]
+# values or {"role": ..., "content": ...} mappings (which may also carry
+# "tool_calls" (ToolCall values), "tool_call_id" and "tool_name").
+Conversation: TypeAlias = str | Sequence[ChatTurn | Mapping[str, object]]
 
 VerdictName = Literal["allow", "refuse", "unspecified"]
 DifficultyName = Literal["low", "medium", "high", "unspecified"]
 TierName = Literal["rules", "classifier", "judge", "cache", "policy", "unspecified"]
-FinishReasonName = Literal["stop", "length", "refused", "unspecified"]
+FinishReasonName = Literal["stop", "length", "refused", "tool_calls", "unspecified"]
 WorkerStateName = Literal["serving", "not_serving", "unreachable", "unspecified"]
 
 
@@ -90,7 +104,8 @@ class Summary:
     total_s: float
 
 
-RouteEvent: TypeAlias = Decision | Text | Summary
+# A ToolCall event is one whole call the model made (its arguments complete).
+RouteEvent: TypeAlias = Decision | Text | ToolCall | Summary
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,10 +115,16 @@ class Answer:
     decision: Decision
     text: str
     summary: Summary
+    # The tools the model called (finish_reason "tool_calls"), in order.
+    tool_calls: tuple[ToolCall, ...] = ()
 
     @property
     def refused(self) -> bool:
         return self.decision.refused
+
+    def json(self) -> object:
+        """The answer parsed as JSON (asked for with a JSON response format)."""
+        return json.loads(self.text)
 
     @property
     def content(self) -> str:
@@ -136,6 +157,8 @@ class NodeInfo:
     version: str
     memory_total_bytes: int = 0  # 0: not reported
     memory_available_bytes: int = 0
+    # The models a request may name on this node (a worker's first is its default).
+    served_models: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
