@@ -61,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--skip", action="append", default=[], choices=[*SUITES, "litellm"],
                         help="leave out a suite, or the LiteLLM peer (repeatable)")
     parser.add_argument("--only", action="append", default=[], choices=SUITES,
-                        help="run only this suite (repeatable; the others are skipped)")
+                        help="run only this suite (repeatable; the others are skipped). The "
+                        "results dir is cleared first: give --results-dir to keep a full run's")
     return parser
 
 
