@@ -22,6 +22,12 @@ class BenchConfig:
     probe_tokens: int
     throughput_warmup_s: float
     throughput_window_s: float
+    # 2b. paced load (issue 18): many streams each paced like a fast model, long answers
+    paced_concurrency: tuple[int, ...]
+    paced_rate: float
+    paced_tokens: int
+    paced_warmup_s: float
+    paced_window_s: float
     # 4. cancellation and failure timing
     cancel_concurrency: tuple[int, ...]
     cancel_rate: float
@@ -50,6 +56,11 @@ FULL = BenchConfig(
     probe_tokens=8,
     throughput_warmup_s=1.0,
     throughput_window_s=2.0,
+    paced_concurrency=(32, 64, 128),
+    paced_rate=100.0,
+    paced_tokens=200,
+    paced_warmup_s=2.0,
+    paced_window_s=6.0,
     cancel_concurrency=(1, 8, 32, 128, 256),
     cancel_rate=20.0,
     kill_reps=3,
@@ -76,6 +87,11 @@ QUICK = BenchConfig(
     probe_tokens=4,
     throughput_warmup_s=0.2,
     throughput_window_s=0.4,
+    paced_concurrency=(4,),
+    paced_rate=100.0,
+    paced_tokens=20,
+    paced_warmup_s=0.2,
+    paced_window_s=0.6,
     cancel_concurrency=(1, 4),
     cancel_rate=20.0,
     kill_reps=1,

@@ -79,6 +79,15 @@ def test_quick_bench_writes_well_formed_results(tmp_path: Path) -> None:
     for entry in throughput["summary"]["d_gateway_judge"].values():
         assert entry["cpu_s_per_1k_tokens"]["relay_total"]["median"] > 0
 
+    paced = _load(tmp_path, "paced")
+    for key in ("a_direct", "c_gateway_cached"):
+        (entry,) = paced["summary"][key].values()
+        assert entry["errors"] == 0
+        assert sum(entry["samples"]) > 0
+        assert entry["tokens_per_s"]["median"] > 0
+    assert entry["cpu_s_per_1k_tokens"]["relay_total"]["median"] > 0
+    assert set(entry["added_ttft_ms"]) == {"p50", "p95", "p99"}
+
     guard = _load(tmp_path, "guard")
     for figure in ("rules_short_us", "rules_8kb_us", "judge_parse_us"):
         assert guard[figure]["median"] > 0
