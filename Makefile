@@ -47,6 +47,8 @@ help:
 	@echo "make lock-hashes  rewrite requirements.lock (every dependency, with hashes)"
 	@echo "make audit  check requirements.lock for known vulnerabilities (pip-audit)"
 	@echo "make bench  added latency, throughput and failure timing beside LiteLLM (bench/README.md)"
+	@echo "make bench-links  link/process failure timings on a second host (root) -> bench/results/links.json"
+	@echo "make bench-fresh-test  time .ci/run on a fresh clone -> bench/results/fresh_make_test.json"
 	@echo "make eval-guardrail / eval-difficulty  the guard on the labelled sets (EVAL_ARGS=...)"
 	@echo "make train-guard  refit the guard classifier from ../shared/evals"
 	@echo "make clean  remove .venv, built wheels and generated code"
@@ -147,6 +149,15 @@ bench: install $(BENCH_STAMP) $(LITELLM_STAMP)
 	PYTHONPATH=$(CURDIR)/shared $(BENCH_VENV)/bin/python -m bench \
 	  --tandem-bin $(BIN)/tandem --tandem-python $(BIN)/python \
 	  --litellm-bin $(LITELLM_VENV)/bin/litellm $(BENCH_ARGS)
+
+# The README's link-failure table (root: network namespaces) and fresh-clone
+# `make test` time, each written to bench/results/ with the commit it ran on.
+.PHONY: bench-links bench-fresh-test
+bench-links: install
+	PYTHONPATH=$(CURDIR)/shared $(BIN)/python -m bench.links $(BENCH_ARGS)
+
+bench-fresh-test:
+	$(PYTHON) -m bench.fresh_test $(BENCH_ARGS)
 
 # --- Supply chain (docs/security.md). requirements.lock pins every dependency with
 # its hashes (pip install --require-hashes --no-deps -r requirements.lock); `make audit`

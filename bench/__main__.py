@@ -27,6 +27,7 @@ from bench.loadgen_runner import LoadgenRunner
 from bench.machine import litellm_version, load_average, machine_info
 from bench.plots import write_plots
 from bench.procs import ServiceFailed
+from bench.provenance import provenance
 from bench.report import render, targets
 from bench.scenarios import build_scenarios
 from bench.stack import Running, Stack, Tools
@@ -37,14 +38,17 @@ from bench.suites.cancel import run_cancel
 from bench.suites.guard import run_guard
 from bench.suites.kill import run_kill
 from bench.suites.latency import run_latency
+from bench.suites.paced import run_paced
 from bench.suites.profile import run_profile
 from bench.suites.real_model import run_real_model
 from bench.suites.throughput import run_throughput
 
 REPO = Path(__file__).resolve().parent.parent
-SUITES = ("latency", "guard", "throughput", "cancel", "profile", "kill", "real_model", "agent")
-# The suites that share the main stack (stand-in, worker, gateway); "agent" starts its own.
-_MAIN_STACK_SUITES = frozenset(SUITES) - {"agent", "real_model"}
+SUITES = (
+    "latency", "guard", "throughput", "paced", "cancel", "profile", "kill", "real_model", "agent",
+)
+# The suites that start stacks of their own (the others share the main stack).
+_OWN_STACK_SUITES = frozenset({"agent"})
 _OUTPUT_GLOBS = ("*.json", "*.png", "table.md", "agent.md", "profile-*.txt")
 
 
@@ -68,8 +72,12 @@ def _parser() -> argparse.ArgumentParser:
                                                      / "litellm"))
     parser.add_argument("--skip", action="append", default=[], choices=[*SUITES, "litellm"],
                         help="leave out a suite, or the LiteLLM peer (repeatable)")
-    parser.add_argument("--suite", action="append", default=[], choices=SUITES,
-                        help="run only this suite (repeatable; default: all)")
+    parser.add_argument("--only", "--suite", dest="only", action="append", default=[],
+                        choices=SUITES,
+                        help="run only this suite (repeatable; the others are skipped). The "
+                        "results dir is cleared first: give --results-dir to keep a full run's "
+                        "(except for suites with stacks of their own, e.g. agent: they only "
+                        "replace their own results)")
     parser.add_argument("--agent-turns", type=int, default=AgentBenchOptions.turns)
     parser.add_argument("--agent-judge-prompt-tps", type=float,
                         default=AgentBenchOptions.judge_prompt_tps)
@@ -99,6 +107,8 @@ class Run:
         self.skip = skip
         self.results: dict[str, Any] = {"quick": config.quick, "failures": {}}
         self.started = time.monotonic()
+        # Taken before any result is written: the commit and tree the run measured.
+        self.provenance = provenance(REPO, "bench")
 
     def wanted(self, suite: str) -> bool:
         if suite in self.skip:
@@ -120,13 +130,15 @@ class Run:
             _log(f"[bench] {name} FAILED:\n{traceback.format_exc()}")
             return
         self.results[name] = result
-        (self.dir / f"{name}.json").write_text(json.dumps(result, indent=1))
+        artifact = {"provenance": self.provenance, **result}
+        (self.dir / f"{name}.json").write_text(json.dumps(artifact, indent=1))
 
     def finish(self) -> str:
         self.results["machine"]["load_average_at_end"] = load_average()
         self.results["elapsed_s"] = time.monotonic() - self.started
         table = render(self.results)
         summary = {
+            "provenance": self.provenance,
             "quick": self.config.quick,
             "machine": self.results["machine"],
             "elapsed_s": self.results["elapsed_s"],
@@ -178,12 +190,13 @@ def main(argv: list[str] | None = None) -> int:
     config = _config(args)
     results_dir: Path = args.results_dir.resolve()
     results_dir.mkdir(parents=True, exist_ok=True)
-    if not args.suite:  # a partial run leaves the other suites' results alone
+    own_stacks_only = bool(args.only) and set(args.only) <= _OWN_STACK_SUITES
+    if not own_stacks_only:  # those replace their own results and leave the rest alone
         _clear_old_outputs(results_dir)
     litellm_bin = None if "litellm" in args.skip or not config.with_litellm else args.litellm_bin
     tools = Tools(REPO, sys.executable, args.tandem_bin, args.tandem_python, litellm_bin,
                   results_dir / "tmp" / "logs")
-    skip = set(args.skip) | (set(SUITES) - set(args.suite) if args.suite else set())
+    skip = set(args.skip) | ({*SUITES} - set(args.only) if args.only else set())
     run = Run(config, tools, results_dir, skip)
     run.results["machine"] = machine_info(REPO, litellm_version(litellm_bin))
     _log(f"[bench] {'quick' if config.quick else 'full'} run; results in {results_dir}")
@@ -195,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         run.suite("agent", lambda: run_agent(tools, _log, agent, results_dir / "tmp"))
         if "agent" in run.results:
             (results_dir / "agent.md").write_text(agent_table(run.results["agent"]) + "\n")
-        if not any(run.wanted(name) for name in _MAIN_STACK_SUITES | {"real_model"}):
+        if not any(run.wanted(name) for name in set(SUITES) - _OWN_STACK_SUITES):
             raise _NothingElse
         ctx = _main_stack(run, stack)
         run.results["incidents"] = ctx.incidents  # the same list: filled in as suites run
@@ -203,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         hits = (run.results.get("latency") or {}).get("verdict_cache", {}).get("cache_hits", 0)
         run.suite("guard", lambda: run_guard(ctx, cache_hits=hits))
         run.suite("throughput", lambda: run_throughput(ctx))
+        run.suite("paced", lambda: run_paced(ctx))
         run.suite("cancel", lambda: run_cancel(ctx))
         run.suite("profile", lambda: run_profile(ctx, results_dir))
         run.suite("kill", lambda: run_kill(ctx))
@@ -215,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         _log(f"[bench] could not start the systems under test: {exc}")
     finally:
         stack.close()
-    if args.suite:
+    if own_stacks_only:
         if "agent" in run.results:
             print(agent_table(run.results["agent"]), flush=True)
         print(json.dumps({"failures": run.results["failures"]}), flush=True)

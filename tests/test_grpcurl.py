@@ -149,11 +149,15 @@ async def test_describe_works_without_proto_files(
 
 
 def docs_tool_example() -> str:
-    """The grpcurl line of docs/clients.md's tool example (the README's block comes later)."""
-    text = (README.parent / "docs/clients.md").read_text()
-    block = re.search(r"<!-- grpcurl-tools-example -->\s*```sh\n(.*?)```", text, re.DOTALL)
-    assert block, "docs/clients.md lost its grpcurl tool example"
-    [line] = [line for line in block.group(1).splitlines() if line.startswith("grpcurl ")]
+    """The grpcurl line of the README's tool example (docs/clients.md shows the same line)."""
+    lines = []
+    for doc in (README, README.parent / "docs/clients.md"):
+        text = doc.read_text()
+        block = re.search(r"<!-- grpcurl-tools-example -->\s*```sh\n(.*?)```", text, re.DOTALL)
+        assert block, f"{doc.name} lost its grpcurl tool example"
+        lines.append(block.group(1))
+    assert lines[0] == lines[1], "README.md and docs/clients.md show different tool examples"
+    [line] = [line for line in lines[0].splitlines() if line.startswith("grpcurl ")]
     return line
 
 
