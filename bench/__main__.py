@@ -3,6 +3,7 @@
     python -m bench                 # the full benchmark (what `make bench` runs)
     python -m bench --quick         # a smoke run of every piece, in seconds
     python -m bench --results-dir D # somewhere else than bench/results
+    python -m bench --suite agent   # only the named suites (repeatable)
 
 Results: ``<dir>/<suite>.json`` for each suite, ``summary.json`` (machine,
 targets, table), ``table.md``, PNG plots, and py-spy's raw profiles; logs of
@@ -31,6 +32,8 @@ from bench.report import render, targets
 from bench.scenarios import build_scenarios
 from bench.stack import Running, Stack, Tools
 from bench.suites import SuiteContext
+from bench.suites.agent import AgentBenchOptions, run_agent
+from bench.suites.agent import table as agent_table
 from bench.suites.cancel import run_cancel
 from bench.suites.guard import run_guard
 from bench.suites.kill import run_kill
@@ -41,8 +44,16 @@ from bench.suites.real_model import run_real_model
 from bench.suites.throughput import run_throughput
 
 REPO = Path(__file__).resolve().parent.parent
-SUITES = ("latency", "guard", "throughput", "paced", "cancel", "profile", "kill", "real_model")
-_OUTPUT_GLOBS = ("*.json", "*.png", "table.md", "profile-*.txt")
+SUITES = (
+    "latency", "guard", "throughput", "paced", "cancel", "profile", "kill", "real_model", "agent",
+)
+# The suites that start stacks of their own (the others share the main stack).
+_OWN_STACK_SUITES = frozenset({"agent"})
+_OUTPUT_GLOBS = ("*.json", "*.png", "table.md", "agent.md", "profile-*.txt")
+
+
+class _NothingElse(Exception):
+    """Only suites with stacks of their own were asked for."""
 
 
 def _log(message: str) -> None:
@@ -61,9 +72,20 @@ def _parser() -> argparse.ArgumentParser:
                                                      / "litellm"))
     parser.add_argument("--skip", action="append", default=[], choices=[*SUITES, "litellm"],
                         help="leave out a suite, or the LiteLLM peer (repeatable)")
-    parser.add_argument("--only", action="append", default=[], choices=SUITES,
+    parser.add_argument("--only", "--suite", dest="only", action="append", default=[],
+                        choices=SUITES,
                         help="run only this suite (repeatable; the others are skipped). The "
-                        "results dir is cleared first: give --results-dir to keep a full run's")
+                        "results dir is cleared first: give --results-dir to keep a full run's "
+                        "(except for suites with stacks of their own, e.g. agent: they only "
+                        "replace their own results)")
+    parser.add_argument("--agent-turns", type=int, default=AgentBenchOptions.turns)
+    parser.add_argument("--agent-judge-prompt-tps", type=float,
+                        default=AgentBenchOptions.judge_prompt_tps)
+    parser.add_argument("--agent-judge-output-tps", type=float,
+                        default=AgentBenchOptions.judge_output_tps)
+    parser.add_argument("--agent-worker-prompt-tps", type=float,
+                        default=AgentBenchOptions.assumed_worker_prompt_tps,
+                        help="ASSUMED prompt tokens/s of the worker's model in the agent suite")
     return parser
 
 
@@ -168,7 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     config = _config(args)
     results_dir: Path = args.results_dir.resolve()
     results_dir.mkdir(parents=True, exist_ok=True)
-    _clear_old_outputs(results_dir)
+    own_stacks_only = bool(args.only) and set(args.only) <= _OWN_STACK_SUITES
+    if not own_stacks_only:  # those replace their own results and leave the rest alone
+        _clear_old_outputs(results_dir)
     litellm_bin = None if "litellm" in args.skip or not config.with_litellm else args.litellm_bin
     tools = Tools(REPO, sys.executable, args.tandem_bin, args.tandem_python, litellm_bin,
                   results_dir / "tmp" / "logs")
@@ -177,7 +201,15 @@ def main(argv: list[str] | None = None) -> int:
     run.results["machine"] = machine_info(REPO, litellm_version(litellm_bin))
     _log(f"[bench] {'quick' if config.quick else 'full'} run; results in {results_dir}")
     stack = Stack(tools)
+    agent = AgentBenchOptions(2 if config.quick else args.agent_turns,
+                              args.agent_judge_prompt_tps, args.agent_judge_output_tps,
+                              args.agent_worker_prompt_tps, quick=config.quick)
     try:
+        run.suite("agent", lambda: run_agent(tools, _log, agent, results_dir / "tmp"))
+        if "agent" in run.results:
+            (results_dir / "agent.md").write_text(agent_table(run.results["agent"]) + "\n")
+        if not any(run.wanted(name) for name in set(SUITES) - _OWN_STACK_SUITES):
+            raise _NothingElse
         ctx = _main_stack(run, stack)
         run.results["incidents"] = ctx.incidents  # the same list: filled in as suites run
         run.suite("latency", lambda: run_latency(ctx))
@@ -190,12 +222,19 @@ def main(argv: list[str] | None = None) -> int:
         run.suite("kill", lambda: run_kill(ctx))
         stack.close()
         run.suite("real_model", lambda: run_real_model(ctx))
+    except _NothingElse:
+        pass
     except ServiceFailed as exc:
         run.results["failures"]["setup"] = str(exc)
         _log(f"[bench] could not start the systems under test: {exc}")
     finally:
         stack.close()
-    print(run.finish(), flush=True)
+    if own_stacks_only:
+        if "agent" in run.results:
+            print(agent_table(run.results["agent"]), flush=True)
+        print(json.dumps({"failures": run.results["failures"]}), flush=True)
+    else:
+        print(run.finish(), flush=True)
     return 1 if run.results["failures"] else 0
 
 

@@ -88,11 +88,12 @@ class Stack:
         self._started.append(service.start())
         return service
 
-    def standin(self, name: str = "standin", answer_tokens: int = 256) -> Running:
+    def standin(self, name: str = "standin", answer_tokens: int = 256,
+                extra: tuple[str, ...] = ()) -> Running:
         address = f"127.0.0.1:{free_port()}"
         service = self._launch(name, [
             self.tools.bench_python, "-m", "bench.standin", "--host", "127.0.0.1",
-            "--port", address.rsplit(":", 1)[1], "--answer-tokens", str(answer_tokens),
+            "--port", address.rsplit(":", 1)[1], "--answer-tokens", str(answer_tokens), *extra,
         ], self.tools.bench_env())
         wait_http(service, f"http://{address}/", _READY_S)
         return Running(service, address)

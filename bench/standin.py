@@ -14,6 +14,15 @@ hung up (``GET /bench/disconnect/ID`` answers the ``time.monotonic()`` of it:
 CLOCK_MONOTONIC, the same clock in every process of the machine).
 
     python -m bench.standin --port 11500 --rate 0 --answer-tokens 256
+
+Judge mode (``--judge-prompt-tps``/``--judge-output-tps``, the agent suite): a
+judge call costs what a model's would, at those rates: its prompt tokens
+(characters / 4) less the prefix it shares with the previous judge prompt
+(Ollama's prompt cache keeps the last prompt's KV), then one output token
+per 1/rate seconds; the answer is the shortest JSON the call's ``format``
+schema requires. ``--worker-prompt-tps`` does the same for the worker's
+prompt (0: the first token at once). ``GET /bench/model-calls`` lists what
+each modelled call cost.
 """
 
 from __future__ import annotations
@@ -43,6 +52,51 @@ class StandinConfig:
     answer_tokens: int = 256
     judge_rate: float = 0.0
     models: tuple[str, ...] = DEFAULT_MODELS
+    judge_prompt_tps: float = 0.0  # > 0: judge mode (see the module docstring)
+    judge_output_tps: float = 0.0
+    worker_prompt_tps: float = 0.0
+    chars_per_token: float = 4.0
+
+
+@dataclass
+class PromptModel:
+    """A model's prompt cost with Ollama's prefix reuse: the last prompt stays cached."""
+
+    prompt_tps: float
+    chars_per_token: float
+    last: str = ""
+
+    def tokens(self, chars: int) -> int:
+        return int(-(-chars // self.chars_per_token))
+
+    def read(self, prompt: str) -> tuple[int, int, float]:
+        """(prompt tokens, of which cached, seconds to read the rest)."""
+        shared = _common_prefix(self.last, prompt)
+        self.last = prompt
+        total, cached = self.tokens(len(prompt)), self.tokens(shared) if shared else 0
+        cached = min(cached, total)
+        seconds = (total - cached) / self.prompt_tps if self.prompt_tps > 0 else 0.0
+        return total, cached, seconds
+
+
+def _common_prefix(a: str, b: str) -> int:
+    size = min(len(a), len(b))
+    low, high = 0, size
+    while low < high:  # binary search on prefix equality (C-speed slices)
+        mid = (low + high + 1) // 2
+        if a[:mid] == b[:mid]:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def shortest_judge_answer(schema: object) -> str:
+    """The shortest JSON object the judge's ``format`` schema requires, allow verdict."""
+    fill = {"verdict": "allow", "threats": [], "difficulty": "low",
+            "task_type": "code_generation", "reason": ""}
+    required = schema.get("required", list(fill)) if isinstance(schema, dict) else list(fill)
+    return json.dumps({name: fill.get(name, "") for name in required}, separators=(",", ":"))
 
 
 @dataclass
@@ -63,6 +117,7 @@ class Observations:
     disconnects: int = 0
     tokens_sent: int = 0
     judge_calls: int = 0
+    model_calls: list[dict[str, Any]] = field(default_factory=list)
     tagged: OrderedDict[str, StreamRecord] = field(default_factory=OrderedDict)
 
     def track(self, bench_id: str) -> StreamRecord:
@@ -93,6 +148,8 @@ class Standin:
         self.config = config
         self.seen = Observations()
         self._models = {_key(m) for m in config.models}
+        self._judge = PromptModel(config.judge_prompt_tps, config.chars_per_token)
+        self._worker = PromptModel(config.worker_prompt_tps, config.chars_per_token)
 
     def handle(self, request: Request, conn: Connection) -> None:
         path = request.path.split("?", 1)[0]
@@ -114,6 +171,8 @@ class Standin:
             self._chat(request, conn)
         elif request.method == "GET" and path.startswith("/bench/disconnect/"):
             conn.send(wire.json_response(200, self._record_json(path.rsplit("/", 1)[1])))
+        elif request.method == "GET" and path == "/bench/model-calls":
+            conn.send(wire.json_response(200, {"calls": self.seen.model_calls}))
         elif request.method == "GET" and path == "/bench/stats":
             conn.send(wire.json_response(200, self.seen.as_json()))
         else:
@@ -162,14 +221,33 @@ class Standin:
         directives = dict(_DIRECTIVE.findall(last if isinstance(last, str) else ""))
         if "format" in body:
             self.seen.judge_calls += 1
+            if self.config.judge_prompt_tps > 0:
+                return self._judge_plan(body, messages)
             return _Plan(wire.judge_tokens(), "stop", self.config.judge_rate, None)
+        first_delay = 0.0
+        if self.config.worker_prompt_tps > 0:
+            total, cached, first_delay = self._worker.read(_prompt_text(messages))
+            self.seen.model_calls.append({"kind": "worker", "prompt_tokens": total,
+                                          "cached_tokens": cached, "prompt_s": first_delay})
         count = _int(directives.get("tokens"), self.config.answer_tokens)
         limit = (body.get("options") or {}).get("num_predict")
         reason = "stop"
         if isinstance(limit, int) and 0 < limit < count:
             count, reason = limit, "length"
         rate = _float(directives.get("rate"), self.config.rate)
-        return _Plan(wire.answer_tokens(count), reason, rate, directives.get("id"))
+        return _Plan(wire.answer_tokens(count), reason, rate, directives.get("id"), first_delay)
+
+    def _judge_plan(self, body: dict[str, Any], messages: list[Any]) -> _Plan:
+        total, cached, prompt_s = self._judge.read(_prompt_text(messages))
+        answer = shortest_judge_answer(body.get("format"))
+        pieces = [answer[i : i + 3] for i in range(0, len(answer), 3)]  # ~3 characters a token
+        rate = self.config.judge_output_tps
+        self.seen.model_calls.append({
+            "kind": "judge", "prompt_tokens": total, "cached_tokens": cached,
+            "prompt_s": prompt_s, "output_tokens": len(pieces),
+            "output_s": len(pieces) / rate if rate > 0 else 0.0,
+        })
+        return _Plan(pieces, "stop", rate, None, prompt_s)
 
     async def _stream(self, conn: Connection, model: str, plan: _Plan) -> None:
         seen = self.seen
@@ -178,6 +256,8 @@ class Standin:
         conn.record = record
         chunks = wire.token_chunks(model, plan.tokens, wire.now_text())
         conn.send(wire.response_head(200, "application/x-ndjson", chunked=True))
+        if plan.first_delay > 0:
+            await asyncio.sleep(plan.first_delay)
         started = time.monotonic()
         for index, data in enumerate(chunks):
             if plan.rate > 0:
@@ -206,6 +286,11 @@ class _Plan:
     reason: str
     rate: float
     bench_id: str | None
+    first_delay: float = 0.0  # seconds before the first token (modelled prompt reading)
+
+
+def _prompt_text(messages: list[Any]) -> str:
+    return "\n".join(str(m.get("content", "")) for m in messages if isinstance(m, dict))
 
 
 def _int(text: str | None, default: int) -> int:
@@ -339,6 +424,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--answer-tokens", type=int, default=256, help="answer length in tokens")
     parser.add_argument("--judge-rate", type=float, default=0.0,
                         help="tokens/s of the judge's verdict (0: as fast as possible)")
+    parser.add_argument("--judge-prompt-tps", type=float, default=0.0,
+                        help="judge mode: prompt tokens/s of the judge (prefix reuse modelled)")
+    parser.add_argument("--judge-output-tps", type=float, default=0.0,
+                        help="judge mode: output tokens/s of the judge")
+    parser.add_argument("--worker-prompt-tps", type=float, default=0.0,
+                        help="prompt tokens/s of the worker's model (0: first token at once)")
     parser.add_argument("--model", action="append", default=None,
                         help="a model to serve (repeatable; default: the worker's and judge's)")
     return parser.parse_args(argv)
@@ -352,6 +443,9 @@ def main(argv: list[str] | None = None) -> None:
         rate=args.rate,
         answer_tokens=args.answer_tokens,
         judge_rate=args.judge_rate,
+        judge_prompt_tps=args.judge_prompt_tps,
+        judge_output_tps=args.judge_output_tps,
+        worker_prompt_tps=args.worker_prompt_tps,
         models=tuple(args.model or DEFAULT_MODELS),
     )
     runner: Any = asyncio.run

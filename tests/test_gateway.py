@@ -93,7 +93,10 @@ async def test_judge_refusal_is_enforced_with_ollama(
     assert judge_call["model"] == "llama3.1:8b"
     assert judge_call["keep_alive"] == -1
     assert judge_call["options"]["temperature"] == 0
-    assert judge_call["format"]["required"] == ["verdict", "threats", "difficulty", "task_type", "reason"]
+    # A user's request: verdict first, then what the router uses; a reason is optional
+    # (asked for only when refusing, issue 14).
+    assert judge_call["format"]["required"] == ["verdict", "threats", "difficulty", "task_type"]
+    assert "reason" in judge_call["format"]["properties"]
 
 
 async def test_unparsable_judge_answer_fails_closed(

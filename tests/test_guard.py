@@ -39,9 +39,15 @@ async def test_classifier_decides_when_the_judge_is_off(
 ) -> None:
     async with _gateway(gateway_ollama, worker, use_judge=False) as gateway:
         await wait_for_health(gateway.address, GATEWAY_SERVICE)
-        allowed = await route(gateway.address, gateway_pb2.RouteRequest(
-            messages=[user("Write a Python function that reverses a string")]))
-        refused = await route(gateway.address, gateway_pb2.RouteRequest(messages=[user(CLEAR_THREAT)]))
+        allowed = await route(
+            gateway.address,
+            gateway_pb2.RouteRequest(
+                messages=[user("Write a Python function that reverses a string")]
+            ),
+        )
+        refused = await route(
+            gateway.address, gateway_pb2.RouteRequest(messages=[user(CLEAR_THREAT)])
+        )
     assert allowed.decision.verdict == gateway_pb2.VERDICT_ALLOW
     assert allowed.decision.tier == gateway_pb2.DECISION_TIER_CLASSIFIER
     assert allowed.decision.difficulty != gateway_pb2.DIFFICULTY_UNSPECIFIED
@@ -74,7 +80,9 @@ async def test_same_conversation_is_answered_from_the_cache(
     gateway: Any, gateway_ollama: FakeOllama
 ) -> None:
     first = await classify(gateway.address, user("Sort a list of numbers in Go"))
-    again = await classify(gateway.address, user("  Sort  a list of\nnumbers in Go "))  # same once normalised
+    again = await classify(
+        gateway.address, user("  Sort  a list of\nnumbers in Go ")
+    )  # same once normalised
     other = await classify(gateway.address, user("Sort a list of strings in Go"))
     assert first.tier == gateway_pb2.DECISION_TIER_JUDGE
     assert again.tier == gateway_pb2.DECISION_TIER_CACHE
@@ -103,12 +111,17 @@ async def test_a_failed_judge_is_never_cached(gateway: Any, gateway_ollama: Fake
 
 @pytest.mark.parametrize("fail_mode", ["http_500", "error_line", "bad_json_line", "busy_503"])
 async def test_judge_errors_fail_closed(
-    gateway: Any, gateway_ollama: FakeOllama, worker_ollama: FakeOllama, fail_mode: str,
+    gateway: Any,
+    gateway_ollama: FakeOllama,
+    worker_ollama: FakeOllama,
+    fail_mode: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     gateway_ollama.fail_mode = fail_mode  # type: ignore[assignment]
     with caplog.at_level(logging.ERROR):
-        result = await route(gateway.address, gateway_pb2.RouteRequest(messages=[user("Sort a list in Go")]))
+        result = await route(
+            gateway.address, gateway_pb2.RouteRequest(messages=[user("Sort a list in Go")])
+        )
     assert result.decision.verdict == gateway_pb2.VERDICT_REFUSE
     assert result.decision.tier == gateway_pb2.DECISION_TIER_POLICY
     assert "fail-closed" in result.decision.reason
@@ -122,23 +135,33 @@ async def test_a_stalled_judge_times_out_closed_and_is_hung_up_on(
     gateway_ollama.fail_mode = "stall_before_first_token"
     async with _gateway(gateway_ollama, worker, judge_timeout_s=0.5) as gateway:
         await wait_for_health(gateway.address, GATEWAY_SERVICE)
-        result = await route(gateway.address, gateway_pb2.RouteRequest(messages=[user("Sort a list in Go")]))
+        result = await route(
+            gateway.address, gateway_pb2.RouteRequest(messages=[user("Sort a list in Go")])
+        )
     assert result.decision.tier == gateway_pb2.DECISION_TIER_POLICY
     assert "timed out" in result.decision.reason
-    assert await asyncio.to_thread(gateway_ollama.disconnected.wait, GUARD_S)  # the judge call was closed
+    assert await asyncio.to_thread(
+        gateway_ollama.disconnected.wait, GUARD_S
+    )  # the judge call was closed
     assert worker_ollama.generation_requests() == []
 
 
 async def test_fail_open_still_refuses_what_the_classifier_flags(
-    gateway_ollama: FakeOllama, worker: RunningWorker, worker_ollama: FakeOllama,
+    gateway_ollama: FakeOllama,
+    worker: RunningWorker,
+    worker_ollama: FakeOllama,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     gateway_ollama.fail_mode = "http_500"
-    async with _gateway(gateway_ollama, worker, fail_open=True, classifier_prescreen_threshold=100.0) as gateway:
+    async with _gateway(
+        gateway_ollama, worker, fail_open=True, classifier_prescreen_threshold=100.0
+    ) as gateway:
         await wait_for_health(gateway.address, GATEWAY_SERVICE)
         with caplog.at_level(logging.ERROR):
             flagged = await classify(gateway.address, user(CLEAR_THREAT))
-            passed = await route(gateway.address, gateway_pb2.RouteRequest(messages=[user("Sort a list in Go")]))
+            passed = await route(
+                gateway.address, gateway_pb2.RouteRequest(messages=[user("Sort a list in Go")])
+            )
     assert flagged.verdict == gateway_pb2.VERDICT_REFUSE
     assert flagged.tier == gateway_pb2.DECISION_TIER_CLASSIFIER
     assert passed.decision.verdict == gateway_pb2.VERDICT_ALLOW
@@ -148,7 +171,10 @@ async def test_fail_open_still_refuses_what_the_classifier_flags(
 
 
 async def test_secrets_are_redacted_before_judge_and_worker_and_never_logged(
-    gateway: Any, gateway_ollama: FakeOllama, worker_ollama: FakeOllama, caplog: pytest.LogCaptureFixture
+    gateway: Any,
+    gateway_ollama: FakeOllama,
+    worker_ollama: FakeOllama,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     prompt = f"My boto3 client fails with key {AWS_KEY}, why?"
     with caplog.at_level(logging.DEBUG):
@@ -169,8 +195,12 @@ async def test_secrets_can_be_refused_instead(
     key_block = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA7\n-----END RSA PRIVATE KEY-----"
     async with _gateway(gateway_ollama, worker, secrets_in_prompts="refuse") as gateway:
         await wait_for_health(gateway.address, GATEWAY_SERVICE)
-        result = await route(gateway.address, gateway_pb2.RouteRequest(
-            messages=[user(f"Why does ssh reject this key?\n{key_block}")]))
+        result = await route(
+            gateway.address,
+            gateway_pb2.RouteRequest(
+                messages=[user(f"Why does ssh reject this key?\n{key_block}")]
+            ),
+        )
     assert result.decision.verdict == gateway_pb2.VERDICT_REFUSE
     assert result.decision.tier == gateway_pb2.DECISION_TIER_RULES
     assert "private key" in result.decision.reason and "MIIE" not in result.decision.reason
@@ -183,18 +213,27 @@ async def test_easier_tasks_wait_less_in_the_worker_queue(
 ) -> None:
     """Difficulty sets the worker-queue priority: with the one slot busy, a 'low'
     task sent after a 'high' one is served first (the defaults: short tasks first)."""
-    one_slot = worker_settings(worker_ollama.url, max_concurrent_generations=1, max_queued_generations=4)
+    one_slot = worker_settings(
+        worker_ollama.url, max_concurrent_generations=1, max_queued_generations=4
+    )
     async with running_worker(one_slot) as worker, _gateway(gateway_ollama, worker) as gateway:
         await wait_for_health(gateway.address, GATEWAY_SERVICE)
         worker_ollama.fail_mode = "stall_before_first_token"
         async with grpc.aio.insecure_channel(gateway.address) as channel:
             stub = gateway_stub(channel)
-            holding = stub.Route(gateway_pb2.RouteRequest(messages=[user("Hold the slot")]), timeout=GUARD_S)
+            holding = stub.Route(
+                gateway_pb2.RouteRequest(messages=[user("Hold the slot")]), timeout=GUARD_S
+            )
             assert await asyncio.to_thread(worker_ollama.stream_started.wait, GUARD_S)
             worker_ollama.fail_mode = None
-            high = stub.Route(gateway_pb2.RouteRequest(messages=[user("JUDGE-SAYS-HIGH build a compiler")]), timeout=GUARD_S)
+            high = stub.Route(
+                gateway_pb2.RouteRequest(messages=[user("JUDGE-SAYS-HIGH build a compiler")]),
+                timeout=GUARD_S,
+            )
             await worker.admission.wait_until(lambda a: a.queued == 1, GUARD_S)
-            low = stub.Route(gateway_pb2.RouteRequest(messages=[user("Reverse a string")]), timeout=GUARD_S)
+            low = stub.Route(
+                gateway_pb2.RouteRequest(messages=[user("Reverse a string")]), timeout=GUARD_S
+            )
             await worker.admission.wait_until(lambda a: a.queued == 2, GUARD_S)
             holding.cancel()
             for call in (high, low):
@@ -208,10 +247,20 @@ async def test_difficulty_sets_max_tokens_unless_the_client_did(
 ) -> None:
     async with _gateway(gateway_ollama, worker, low_max_tokens=111, high_max_tokens=333) as gateway:
         await wait_for_health(gateway.address, GATEWAY_SERVICE)
-        high = await route(gateway.address, gateway_pb2.RouteRequest(messages=[user("JUDGE-SAYS-HIGH build a compiler")]))
-        low = await route(gateway.address, gateway_pb2.RouteRequest(messages=[user("Reverse a string")]))
-        mine = await route(gateway.address, gateway_pb2.RouteRequest(
-            messages=[user("JUDGE-SAYS-HIGH build an OS")], options=common_pb2.GenerationOptions(max_tokens=7)))
+        high = await route(
+            gateway.address,
+            gateway_pb2.RouteRequest(messages=[user("JUDGE-SAYS-HIGH build a compiler")]),
+        )
+        low = await route(
+            gateway.address, gateway_pb2.RouteRequest(messages=[user("Reverse a string")])
+        )
+        mine = await route(
+            gateway.address,
+            gateway_pb2.RouteRequest(
+                messages=[user("JUDGE-SAYS-HIGH build an OS")],
+                options=common_pb2.GenerationOptions(max_tokens=7),
+            ),
+        )
     assert high.decision.difficulty == gateway_pb2.DIFFICULTY_HIGH
     assert low.decision.difficulty == gateway_pb2.DIFFICULTY_LOW
     assert mine.decision.difficulty == gateway_pb2.DIFFICULTY_HIGH

@@ -25,7 +25,9 @@ CLASSIFIER = GuardClassifier.load()
 def test_the_shipped_artifact_is_small_weights_only() -> None:
     assert ARTIFACT_PATH.stat().st_size < 2 * 1024 * 1024
     with np.load(ARTIFACT_PATH, allow_pickle=False) as data:
-        assert all(data[name].dtype.kind in "fiu" for name in data.files)  # numbers only, no strings
+        assert all(
+            data[name].dtype.kind in "fiu" for name in data.files
+        )  # numbers only, no strings
         meta = json.loads(bytes(data["meta"]).decode())
     assert set(meta) >= {"version", "thresholds", "format"}
     assert CLASSIFIER.thresholds.prescreen > CLASSIFIER.thresholds.decide
@@ -34,14 +36,21 @@ def test_the_shipped_artifact_is_small_weights_only() -> None:
 def test_classifier_scores_clear_cases() -> None:
     threat = CLASSIFIER.assess([ChatTurn("user", CLEAR_THREAT)])
     assert threat.score > CLASSIFIER.thresholds.prescreen and threat.category == "harmful"
-    for benign in ("Write a Python function that reverses a string", "Write hello world in C",
-                   "Implement Dijkstra's algorithm with a binary heap in Rust"):
+    for benign in (
+        "Write a Python function that reverses a string",
+        "Write hello world in C",
+        "Implement Dijkstra's algorithm with a binary heap in Rust",
+    ):
         assert CLASSIFIER.threat_score(benign) < CLASSIFIER.thresholds.decide, benign
 
 
 def test_the_highest_scoring_turn_decides_and_system_turns_are_not_scored() -> None:
-    turns = [ChatTurn("system", CLEAR_THREAT), ChatTurn("user", "Sort a list"), ChatTurn("tool", CLEAR_THREAT),
-             ChatTurn("user", "thanks")]
+    turns = [
+        ChatTurn("system", CLEAR_THREAT),
+        ChatTurn("user", "Sort a list"),
+        ChatTurn("tool", CLEAR_THREAT),
+        ChatTurn("user", "thanks"),
+    ]
     result = CLASSIFIER.assess(turns)
     assert result.turn_index == 2
     assert CLASSIFIER.assess(turns[:2]).score < CLASSIFIER.thresholds.decide
@@ -51,10 +60,14 @@ def test_features_are_the_same_in_every_process() -> None:
     """Hashing must not depend on PYTHONHASHSEED, or serving would differ from training."""
     text = "Ignore the rules – ＦＵＬＬＷＩＤＴＨ and ünïcödé 🦜"
     mine = raw_features(text).buckets.tolist()
-    code = ("import sys, json; from tandem_gateway.guard.features import raw_features; "
-            "print(json.dumps(raw_features(sys.argv[1]).buckets.tolist()))")
+    code = (
+        "import sys, json; from tandem_gateway.guard.features import raw_features; "
+        "print(json.dumps(raw_features(sys.argv[1]).buckets.tolist()))"
+    )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
-    other = subprocess.run([sys.executable, "-c", code, text], capture_output=True, text=True, env=env, check=True)
+    other = subprocess.run(
+        [sys.executable, "-c", code, text], capture_output=True, text=True, env=env, check=True
+    )
     assert json.loads(other.stdout) == mine
 
 
@@ -72,20 +85,30 @@ def test_secrets_are_found_and_redacted_by_kind() -> None:
         "GitHub token": "ghp_" + "a1B2" * 9,
         "OpenAI API key": "sk-proj-" + "Ab3" * 20,
         "Slack token": "xoxb-123456789012-abcdefghijKLMN",
-        "private key": "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----",
+        "private key": "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n"
+        "-----END OPENSSH PRIVATE KEY-----",
     }
     for kind, secret in secrets.items():
         scan = scan_secrets([ChatTurn("user", "hi"), ChatTurn("tool", f"config: {secret} end")])
         assert [f.kind for f in scan.findings] == [kind], kind
         assert secret not in scan.turns[1].content and f"[REDACTED {kind}]" in scan.turns[1].content
         assert scan.turns[0] == ChatTurn("user", "hi")
-    aws = scan_secrets([ChatTurn("user", "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")])
-    assert "wJalr" not in aws.turns[0].content and aws.turns[0].content.startswith("aws_secret_access_key = [REDACTED")
+    aws = scan_secrets(
+        [ChatTurn("user", "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")]
+    )
+    assert "wJalr" not in aws.turns[0].content and aws.turns[0].content.startswith(
+        "aws_secret_access_key = [REDACTED"
+    )
 
 
 def test_code_that_mentions_keys_is_not_a_secret() -> None:
-    for text in ("os.environ['AWS_ACCESS_KEY_ID']", "api_key = os.getenv('OPENAI_API_KEY')",
-                 "Generate an RSA private key with openssl genrsa", "sk-learn is not a key", "ghp_short"):
+    for text in (
+        "os.environ['AWS_ACCESS_KEY_ID']",
+        "api_key = os.getenv('OPENAI_API_KEY')",
+        "Generate an RSA private key with openssl genrsa",
+        "sk-learn is not a key",
+        "ghp_short",
+    ):
         assert scan_secrets([ChatTurn("user", text)]).findings == (), text
 
 
@@ -119,3 +142,55 @@ def test_task_types() -> None:
     assert task_type_of("Write a Python function that reverses a string") == "code_generation"
     assert task_type_of("What is a monad?") == "explanation"
     assert task_type_of("Bonjour") == "general"
+
+
+def test_judge_windows_cover_everything_with_overlap() -> None:
+    from tandem_gateway.guard.judge_prompt import windows
+
+    text = "".join(chr(ord("a") + i % 26) for i in range(10_050))
+    spans = windows(text, 4_000, 400)
+    assert spans[0][0] == 0 and spans[-1][1] == len(text)
+    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        assert end - start == 400  # each window shares 400 characters with the next
+    assert all(end - start <= 4_000 for start, end in spans)
+    assert windows("short", 4_000, 400) == [(0, 5)]
+    # Any passage of up to `overlap` characters lies whole inside one window.
+    for at in range(0, len(text) - 400, 97):
+        assert any(start <= at and at + 400 <= end for start, end in spans), at
+
+
+def test_vocabulary_comes_from_the_proto_enums() -> None:
+    from tandem.v1 import gateway_pb2
+    from tandem_gateway.guard.decision import THREAT_NAMES, THREATS, TIERS
+
+    assert THREATS["prompt_injection"] == gateway_pb2.THREAT_CATEGORY_PROMPT_INJECTION
+    assert TIERS["classifier"] == gateway_pb2.DECISION_TIER_CLASSIFIER
+    assert len(THREAT_NAMES) == len(gateway_pb2.ThreatCategory.keys()) - 1
+    decision = GuardDecision(
+        verdict="refuse", tier="judge", reason="x", message_index=3, window_index=0
+    ).to_proto()
+    assert decision.HasField("message_index") and decision.HasField("window_index")
+    assert (
+        not GuardDecision(verdict="allow", tier="rules", reason="x")
+        .to_proto()
+        .HasField("message_index")
+    )
+
+
+def test_redaction_keeps_tool_fields_and_reaches_tool_call_arguments() -> None:
+    from tandem.backends.base import ToolCall
+
+    key = "AKIAIOSFODNN7EXAMPLE"
+    call = ToolCall(id="c1", name="deploy", arguments={"env": {"AWS_KEY": key}, "tags": [key]})
+    scan = scan_secrets(
+        [
+            ChatTurn("assistant", "", tool_calls=(call,)),
+            ChatTurn("tool", f"key={key}", tool_call_id="c1", tool_name="deploy"),
+        ]
+    )
+    assert [f.turn_index for f in scan.findings] == [0, 1]
+    redacted_call = scan.turns[0].tool_calls[0]
+    assert (redacted_call.id, redacted_call.name) == ("c1", "deploy")
+    assert key not in str(redacted_call.arguments) and "[REDACTED" in str(redacted_call.arguments)
+    assert (scan.turns[1].tool_call_id, scan.turns[1].tool_name) == ("c1", "deploy")
+    assert key not in scan.turns[1].content

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import grpc
@@ -62,8 +63,8 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: gateway_pb2.ClassifyRequest, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.ClassifyResponse:
         turns = self._turns(request.messages)
-        tools_from_proto(request.tools)
-        decision = await self._guard.decide(turns)
+        tools = tools_from_proto(request.tools)
+        decision = await self._guard.decide(turns, tools)
         _log_decision(request_id_of(context), decision)
         return gateway_pb2.ClassifyResponse(decision=decision.to_proto())
 
@@ -82,7 +83,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
             remaining = context.time_remaining()
             route = RouteCall(
                 request=request,
-                screening=self._guard.screen(turns),
+                screening=self._guard.screen(turns, chat.tools),
                 request_id=request_id_of(context),
                 started=started,
                 client_deadline=None if remaining is None else time.monotonic() + remaining,
@@ -103,6 +104,17 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
             yield gateway_pb2.RouteResponse(decision=decision.to_proto())
             yield _refusal(decision, route.started)
             return
+        events = self._dispatch(route, decision)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                yield event
+
+    async def _dispatch(
+        self, route: RouteCall, decision: GuardDecision
+    ) -> AsyncGenerator[gateway_pb2.RouteResponse, None]:
+        """The decision, then the worker's answer to the allowed request (with the tool
+        results the guard withheld replaced)."""
+        route = dataclasses.replace(route, screening=route.screening.after(decision))
         call = self._routing.worker_call(route, decision.difficulty)
         events = self._cluster.pool.generate(call)
         # The worker call starts now, so its request crosses the link while the
@@ -141,6 +153,17 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
         try:
             decision = await self._guard.finish(route.screening)
             _log_decision(route.request_id, decision)
+            if route.screening.after(decision) is not route.screening:
+                # The judge withheld a tool result the speculative call was given: that
+                # generation is dropped and the request answered without it.
+                await _cancel(worker)
+                log.info("route %s: speculative generation cancelled: a tool result was "
+                         "withheld", route.request_id)
+                events = self._dispatch(route, decision)
+                async with contextlib.aclosing(events):
+                    async for event in events:
+                        yield event
+                return
             yield gateway_pb2.RouteResponse(decision=decision.to_proto())
             if decision.refused:
                 await _cancel(worker)

@@ -343,7 +343,9 @@ class GatewaySettings(NodeSettings):
         description="Ollama keep_alive for the judge model; '-1' keeps it resident forever.",
     )
     judge_timeout_s: float = Field(
-        default=30.0, gt=0, description="Longest the LLM judge may take, in seconds."
+        default=30.0, gt=0,
+        description="Longest one LLM judge call (one window of one message) may take, in "
+        "seconds (a client's deadline bounds the whole request)."
     )
     fail_open: bool = Field(
         default=False,
@@ -438,6 +440,24 @@ class GatewaySettings(NodeSettings):
         description="Secrets found in a prompt (AWS keys, private key blocks, GitHub/OpenAI/"
         "Slack/Google/Stripe tokens): 'redact' replaces them before the judge and the worker "
         "see the text, 'refuse' refuses the request, 'off' passes them. Never logged.",
+    )
+    indirect_injection: Literal["refuse", "withhold"] = Field(
+        default="refuse",
+        description="A threat found inside a tool result (an instruction planted in a file, "
+        "page or e-mail the model reads): 'refuse' the request, or 'withhold' that tool "
+        "result (the model gets a note saying it was withheld) and answer the rest.",
+    )
+    judge_window_chars: int = Field(
+        default=4000,
+        ge=200,
+        description="The judge reads each message in windows of at most this many characters "
+        "(all of it, window by window; each message once, its verdict cached).",
+    )
+    judge_window_overlap_chars: int = Field(
+        default=400,
+        ge=0,
+        description="Characters each judge window shares with the next, so a passage this "
+        "long split at a boundary is still read whole.",
     )
     max_tool_nesting: int = Field(
         default=64,
@@ -540,6 +560,12 @@ class GatewaySettings(NodeSettings):
         _require_pair(
             self.worker_tls_cert, self.worker_tls_key, "worker_tls_cert", "worker_tls_key"
         )
+        return self
+
+    @model_validator(mode="after")
+    def _check_judge_windows(self) -> GatewaySettings:
+        if self.judge_window_overlap_chars >= self.judge_window_chars:
+            raise ValueError("judge_window_overlap_chars must be below judge_window_chars")
         return self
 
     @field_validator("workers", mode="before")

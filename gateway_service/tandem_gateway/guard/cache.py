@@ -1,11 +1,12 @@
-"""A bounded, expiring cache of verdicts keyed by the normalised conversation.
+"""A bounded, expiring cache of verdicts, one per message.
 
-The key is a SHA-256 over the pipeline's version and every turn's role and
-normalised text (NFKC, invisible characters removed, whitespace collapsed),
-so trivially re-spaced or look-alike variants share an entry and nothing of
-the prompt itself is kept in memory. Only model verdicts (classifier, judge)
-are cached: a policy fallback (the judge failed) is never cached, so an
-outage does not outlive itself.
+The key is a SHA-256 over the pipeline's version, the message's role (what
+kind of piece it is) and its normalised text (NFKC, invisible characters
+removed, whitespace collapsed), so trivially re-spaced or look-alike variants
+share an entry and nothing of the prompt itself is kept in memory. Turn N of a
+conversation finds turns 1..N-1 here and only the new messages are screened.
+Only model verdicts (classifier, judge) are cached: a policy fallback (the judge
+failed) is never cached, so an outage does not outlive itself.
 """
 
 from __future__ import annotations
@@ -23,18 +24,32 @@ from tandem_gateway.guard.normalize import normalize
 _SPACE = re.compile(r"\s+")
 
 
+def _update(digest: hashlib._Hash, role: str, text: str) -> None:
+    folded = _SPACE.sub(" ", normalize(text).text).strip()
+    digest.update(b"\x1e" + role.encode() + b"\x1f" + folded.encode("utf-8", "surrogatepass"))
+
+
+def message_key(role: str, text: str, version: str) -> str:
+    """One message's key: its role, its normalised text, the guard's version."""
+    digest = hashlib.sha256(version.encode())
+    _update(digest, role, text)
+    return digest.hexdigest()
+
+
 def conversation_key(turns: Sequence[ChatTurn], version: str) -> str:
+    """A whole conversation's key (every turn's role and normalised text)."""
     digest = hashlib.sha256(version.encode())
     for turn in turns:
-        text = _SPACE.sub(" ", normalize(turn.content).text).strip()
-        digest.update(b"\x1e" + turn.role.encode() + b"\x1f" + text.encode("utf-8", "surrogatepass"))
+        _update(digest, turn.role, turn.content)
     return digest.hexdigest()
 
 
 class VerdictCache:
     """LRU with a time-to-live; ``max_entries`` 0 disables it."""
 
-    def __init__(self, max_entries: int, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, max_entries: int, ttl_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._max = max_entries
         self._ttl = ttl_s
         self._clock = clock

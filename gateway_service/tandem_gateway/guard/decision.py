@@ -1,45 +1,51 @@
-"""What the guard decided, as plain data, and its wire form."""
+"""What the guard decided, as plain data, and its wire form.
+
+The guard's vocabulary (verdict, tier, difficulty and threat names) is derived
+once, here, from the proto enums of ``tandem.v1`` (``VERDICT_ALLOW`` is
+``"allow"``, ``THREAT_CATEGORY_PROMPT_INJECTION`` is ``"prompt_injection"``).
+The ``Literal`` aliases are for the type checker; an import-time check keeps
+them equal to the enums, so adding an enum value without naming it here fails
+at once instead of on the wire.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, cast, get_args
+
+from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 
 from tandem.protoutil import seconds_to_duration
 from tandem.v1 import gateway_pb2
 
 VerdictName = Literal["allow", "refuse"]
-TierName = Literal["rules", "classifier", "judge", "cache", "policy"]
+TierName = Literal["rules", "judge", "cache", "policy", "classifier"]
 DifficultyName = Literal["low", "medium", "high"]
 ThreatName = Literal["prompt_injection", "jailbreak", "harmful", "malicious_code", "exfiltration"]
 
-THREAT_NAMES: tuple[ThreatName, ...] = (
-    "prompt_injection",
-    "jailbreak",
-    "harmful",
-    "malicious_code",
-    "exfiltration",
-)
-_VERDICTS = {"allow": gateway_pb2.VERDICT_ALLOW, "refuse": gateway_pb2.VERDICT_REFUSE}
-_TIERS = {
-    "rules": gateway_pb2.DECISION_TIER_RULES,
-    "judge": gateway_pb2.DECISION_TIER_JUDGE,
-    "cache": gateway_pb2.DECISION_TIER_CACHE,
-    "policy": gateway_pb2.DECISION_TIER_POLICY,
-    "classifier": gateway_pb2.DECISION_TIER_CLASSIFIER,
-}
-_DIFFICULTIES = {
-    "low": gateway_pb2.DIFFICULTY_LOW,
-    "medium": gateway_pb2.DIFFICULTY_MEDIUM,
-    "high": gateway_pb2.DIFFICULTY_HIGH,
-}
-_THREATS = {
-    "prompt_injection": gateway_pb2.THREAT_CATEGORY_PROMPT_INJECTION,
-    "jailbreak": gateway_pb2.THREAT_CATEGORY_JAILBREAK,
-    "harmful": gateway_pb2.THREAT_CATEGORY_HARMFUL,
-    "malicious_code": gateway_pb2.THREAT_CATEGORY_MALICIOUS_CODE,
-    "exfiltration": gateway_pb2.THREAT_CATEGORY_EXFILTRATION,
-}
+
+def _names(enum: EnumTypeWrapper, prefix: str, alias: object) -> dict[str, int]:
+    """``{"allow": VERDICT_ALLOW, ...}`` from the enum, checked against the Literal alias."""
+    names = {
+        name.removeprefix(prefix).lower(): value
+        for name, value in enum.items()
+        if value != 0  # *_UNSPECIFIED
+    }
+    if set(names) != set(get_args(alias)):
+        raise RuntimeError(f"guard vocabulary out of date with {enum.DESCRIPTOR.full_name}: "
+                           f"{sorted(names)} != {sorted(get_args(alias))}")
+    return names
+
+
+VERDICTS = _names(gateway_pb2.Verdict, "VERDICT_", VerdictName)
+TIERS = _names(gateway_pb2.DecisionTier, "DECISION_TIER_", TierName)
+DIFFICULTIES_BY_NAME = _names(gateway_pb2.Difficulty, "DIFFICULTY_", DifficultyName)
+THREATS = _names(gateway_pb2.ThreatCategory, "THREAT_CATEGORY_", ThreatName)
+
+# In enum order (the order the classifier's classes and the judge's schema use).
+THREAT_NAMES = cast(tuple[ThreatName, ...], tuple(THREATS))
+DIFFICULTY_NAMES = cast(tuple[DifficultyName, ...], tuple(DIFFICULTIES_BY_NAME))
+VERDICT_NAMES = cast(tuple[VerdictName, ...], tuple(VERDICTS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +58,12 @@ class GuardDecision:
     task_type: str = ""
     latency_s: float = 0.0
     notes: tuple[str, ...] = field(default=())
+    # The message (index in the request's messages) and the judge window in it that
+    # decided a refusal; None when no single message decided.
+    message_index: int | None = None
+    window_index: int | None = None
+    # Tool results replaced by a note under the 'withhold' indirect-injection policy.
+    withheld: tuple[int, ...] = ()
 
     @property
     def refused(self) -> bool:
@@ -61,12 +73,17 @@ class GuardDecision:
         return f"Request refused by the Tandem gateway: {self.reason}"
 
     def to_proto(self) -> gateway_pb2.Decision:
-        return gateway_pb2.Decision(
-            verdict=_VERDICTS[self.verdict],
-            difficulty=_DIFFICULTIES[self.difficulty] if self.difficulty else 0,
+        decision = gateway_pb2.Decision(
+            verdict=VERDICTS[self.verdict],
+            difficulty=DIFFICULTIES_BY_NAME[self.difficulty] if self.difficulty else 0,
             task_type=self.task_type,
-            threats=[_THREATS[t] for t in self.threats],
+            threats=[THREATS[t] for t in self.threats],
             reason=self.reason,
-            tier=_TIERS[self.tier],
+            tier=TIERS[self.tier],
             latency=seconds_to_duration(self.latency_s),
         )
+        if self.message_index is not None:
+            decision.message_index = self.message_index
+        if self.window_index is not None:
+            decision.window_index = self.window_index
+        return decision

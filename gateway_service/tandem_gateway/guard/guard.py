@@ -1,12 +1,17 @@
-"""The decision pipeline: secrets, rules, cache, classifier, then the LLM judge; policy on failure.
+"""The decision pipeline: secrets, rules, cache, classifier, then the judge; policy on failure.
 
-``screen`` runs every tier that needs no model call (microseconds to about a
-millisecond) and either decides or says the judge must; ``finish`` runs the
-judge when needed. ``decide`` is both. The split lets the service start the
-worker speculatively between the two, and only for requests the fast tiers
-passed.
+``screen`` runs every tier that needs no model call and either decides or
+leaves the judge a list of pieces to read; ``finish`` runs the judge on them.
+``decide`` is both. The split lets the service start the worker speculatively
+between the two, and only for requests the fast tiers passed.
 
-Which tier decides, by backend (see ``GuardOptions.from_settings``):
+Every piece of the request (``items.py``: system prompt, user turns, tool
+results, tool-call arguments, tool definitions) is screened whole by the
+rules and the classifier, and by the judge window by window (``judge_prompt``);
+each piece's verdict is cached on its own, so turn N of an agent conversation
+costs the judge only the messages it has not read yet.
+
+Which tier decides, by backend (``GuardOptions.from_settings``):
 
 - embedded default: the judge is not called; the classifier decides verdict
   and difficulty (its threshold keeps benign refusals at about 1.5% in
@@ -17,6 +22,10 @@ Which tier decides, by backend (see ``GuardOptions.from_settings``):
 - the judge failing (error, timeout, unparsable answer): fail closed (refuse)
   by default, or fail open (allow, unless the classifier flags it); logged
   loudly either way and never cached.
+
+A threat inside a tool result is an indirect injection: the request is refused
+(default) or, with ``indirect = "withhold"``, that tool result is replaced by a
+note and the rest is answered.
 """
 
 from __future__ import annotations
@@ -29,95 +38,96 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tandem.backends import BackendError
-from tandem.backends.base import ChatTurn
+from tandem.backends.base import ChatTurn, ToolDefinition
 from tandem.settings import GatewaySettings
-from tandem_gateway.guard.cache import VerdictCache, conversation_key
+from tandem_gateway.guard.cache import VerdictCache, message_key
 from tandem_gateway.guard.classifier import GuardClassifier, ThreatAssessment
-from tandem_gateway.guard.decision import GuardDecision
-from tandem_gateway.guard.judge import JudgeError, LlmJudge
-from tandem_gateway.guard.judge_prompt import PROMPT_VERSION
+from tandem_gateway.guard.decision import DIFFICULTY_NAMES, DifficultyName, GuardDecision, TierName
+from tandem_gateway.guard.items import (
+    CLASSIFIED_KINDS,
+    DATA_KINDS,
+    ScreenItem,
+    items_of,
+    newest_user,
+    withhold,
+)
+from tandem_gateway.guard.judge import Judge, JudgeError, NoJudge
+from tandem_gateway.guard.judge_prompt import MAX_CONTEXT_CHARS, windows_of
+from tandem_gateway.guard.options import GuardOptions
 from tandem_gateway.guard.rules import RulesTier
-from tandem_gateway.guard.secrets import SecretsPolicy, scan_secrets
+from tandem_gateway.guard.secrets import scan_secrets
 from tandem_gateway.guard.tasktype import task_type_of
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True, slots=True)
-class GuardOptions:
-    """How the tiers combine (built from GatewaySettings)."""
-
-    use_judge: bool = True
-    decide_threshold: float | None = None  # None: the artifact's
-    prescreen_threshold: float | None = None  # None: the artifact's
-    cache_size: int = 4096
-    cache_ttl_s: float = 600.0
-    secrets: SecretsPolicy = "redact"
-
-    @classmethod
-    def from_settings(cls, settings: GatewaySettings) -> GuardOptions:
-        return cls(
-            use_judge=settings.judge_in_use,
-            decide_threshold=settings.classifier_threshold,
-            prescreen_threshold=settings.classifier_prescreen_threshold,
-            cache_size=settings.verdict_cache_size,
-            cache_ttl_s=settings.verdict_cache_ttl_s,
-            secrets=settings.secrets_in_prompts,
-        )
+_RANK = {name: rank for rank, name in enumerate(DIFFICULTY_NAMES)}
+_JUDGED_INJECTION = "the judge found instructions aimed at the assistant"
+Verdicts = tuple[tuple[ScreenItem, GuardDecision], ...]
 
 
 @dataclass(frozen=True, slots=True)
 class Screening:
-    """What the fast tiers found. ``decision`` set: final; else the judge must run."""
+    """What the fast tiers found. ``decision`` set: final; else the judge reads ``pending``."""
 
-    turns: tuple[ChatTurn, ...]  # the conversation to forward (secrets redacted)
+    turns: tuple[ChatTurn, ...]  # to forward: secrets redacted, withheld tool results replaced
+    # The turns differ from the request's messages (secrets redacted or tool results
+    # withheld): the worker must get ``turns``.
     redacted: bool
     started: float
-    key: str
     decision: GuardDecision | None = None
-    assessment: ThreatAssessment | None = None
+    pending: tuple[ScreenItem, ...] = ()
+    known: Verdicts = ()  # pieces already decided (cache, classifier)
+    user: ScreenItem | None = None  # the newest user turn: difficulty and task type are its
+    context: str = ""  # that turn, clipped: shown to the judge with data
+    flag: ThreatAssessment | None = None  # the classifier's top score among ``pending``
+    pre_difficulty: DifficultyName | None = None
+    withheld: tuple[int, ...] = ()
     notes: tuple[str, ...] = ()
 
     @property
-    def difficulty(self) -> str | None:
+    def difficulty(self) -> DifficultyName | None:
         """The best difficulty known before the judge (for speculative dispatch)."""
-        if self.decision is not None:
-            return self.decision.difficulty
-        return self.assessment.difficulty if self.assessment else None
+        return self.decision.difficulty if self.decision is not None else self.pre_difficulty
+
+    def forwarded(self, decision: GuardDecision) -> tuple[ChatTurn, ...]:
+        """The conversation the worker gets once ``decision`` allowed it."""
+        later = {i: _JUDGED_INJECTION for i in decision.withheld if i not in self.withheld}
+        return withhold(self.turns, later) if later else self.turns
+
+    def after(self, decision: GuardDecision) -> Screening:
+        """This screening with the tool results ``decision`` withheld replaced too."""
+        if set(decision.withheld) <= set(self.withheld):
+            return self
+        return dataclasses.replace(
+            self, turns=self.forwarded(decision), redacted=True, withheld=decision.withheld
+        )
 
 
 class Guard:
-    """Screens a conversation; never raises for a judge failure (policy decides)."""
+    """Screens a request; never raises for a judge failure (policy decides)."""
 
     def __init__(
         self,
-        judge: LlmJudge | None,
+        judge: Judge,
+        options: GuardOptions,
         *,
-        rules: RulesTier | None = None,
-        judge_timeout_s: float,
-        fail_open: bool = False,
-        enforce_judge: bool = True,
         classifier: GuardClassifier | None = None,
-        options: GuardOptions | None = None,
+        rules: RulesTier | None = None,
     ) -> None:
         self.judge = judge
         self.classifier = classifier
-        self.options = options or GuardOptions()
+        self.options = options
         self._rules = rules or RulesTier()
-        self._judge_timeout_s = judge_timeout_s
-        self._fail_open = fail_open
-        self._enforce_judge = enforce_judge
-        self.cache = VerdictCache(self.options.cache_size, self.options.cache_ttl_s)
-        self._decide_at = self._threshold(self.options.decide_threshold, "decide")
-        self._prescreen_at = self._threshold(self.options.prescreen_threshold, "prescreen")
-        self._version = "|".join(
-            (
-                PROMPT_VERSION,
-                classifier.version if classifier else "no-classifier",
-                f"{self._decide_at}/{self._prescreen_at}",
-                f"judge={self.options.use_judge}/{enforce_judge}",
-            )
-        )
+        self.cache = VerdictCache(options.cache_size, options.cache_ttl_s)
+        self._decide_at = self._threshold(options.decide_threshold, "decide")
+        self._prescreen_at = self._threshold(options.prescreen_threshold, "prescreen")
+        self.version = "|".join((
+            judge.version,
+            classifier.version if classifier else "no-classifier",
+            f"{self._decide_at}/{self._prescreen_at}",
+            f"judge={options.use_judge}/{options.enforce_judge}",
+            f"window={options.window_chars}/{options.window_overlap_chars}",
+        ))
 
     def _threshold(self, override: float | None, name: str) -> float:
         if override is not None:
@@ -128,168 +138,299 @@ class Guard:
 
     @property
     def judge_decides(self) -> bool:
-        """The judge's verdict is final (else the classifier's or the rules')."""
-        return self.options.use_judge and self._enforce_judge
+        return self.options.judge_decides and self.judge.in_use
+
+    @property
+    def judge_runs(self) -> bool:
+        return self.options.use_judge and self.judge.in_use
 
     @property
     def mode(self) -> str:
         tiers = ["rules"]
         if self.classifier is not None:
             tiers.append("classifier (prescreen)" if self.judge_decides else "classifier")
-        if self.options.use_judge:
-            tiers.append("judge" if self._enforce_judge else "judge (advisory)")
+        if self.judge_runs:
+            tiers.append("judge" if self.judge_decides else "judge (advisory)")
         return " -> ".join(tiers)
 
-    async def decide(self, turns: Sequence[ChatTurn]) -> GuardDecision:
-        return await self.finish(self.screen(turns))
+    async def decide(
+        self, turns: Sequence[ChatTurn], tools: Sequence[ToolDefinition] = ()
+    ) -> GuardDecision:
+        return await self.finish(self.screen(turns, tools))
 
-    def screen(self, turns: Sequence[ChatTurn]) -> Screening:
-        """Every tier that needs no model call."""
+    # --- the fast tiers -------------------------------------------------------------
+
+    def screen(
+        self, turns: Sequence[ChatTurn], tools: Sequence[ToolDefinition] = ()
+    ) -> Screening:
+        """Every tier that needs no model call, on every piece, whole."""
         started = time.monotonic()
         notes: list[str] = []
-        forwarded = tuple(turns)
-        redacted = False
+        forwarded, redacted = tuple(turns), False
         if self.options.secrets != "off":
             scan = scan_secrets(forwarded)
             if scan.findings:
                 if self.options.secrets == "refuse":
-                    return self._final(forwarded, started, "", GuardDecision(
+                    return _final(forwarded, started, notes, GuardDecision(
                         verdict="refuse",
                         tier="rules",
                         reason=f"contains a secret ({scan.describe()}); refused by the secrets "
                         "policy: remove it and resend",
+                        message_index=scan.findings[0].turn_index,
                     ))
                 forwarded, redacted = scan.turns, True
                 notes.append(f"redacted {scan.describe()}")
-        hit = self._rules.check(forwarded)
-        if hit is not None:
-            return self._final(forwarded, started, "", GuardDecision(
-                verdict="refuse",
-                tier="rules",
-                reason=f"{hit.reason} (rule {hit.rule}, message {hit.turn_index})",
-                threats=(hit.threat,),
-            ), redacted=redacted, notes=notes)
-        key = conversation_key(forwarded, self._version)
-        cached = self.cache.get(key)
-        if cached is not None:
-            return self._final(forwarded, started, key, dataclasses.replace(
-                cached, tier="cache", reason=f"cached {cached.tier} verdict: {cached.reason}",
-            ), redacted=redacted, notes=notes)
-        assessment = self.classifier.assess(forwarded) if self.classifier is not None else None
-        if assessment is not None:
-            threshold = self._prescreen_at if self.judge_decides else self._decide_at
-            if assessment.score >= threshold:
-                decision = _classifier_refuses(assessment, threshold, forwarded)
-                self.cache.put(key, decision)
-                return self._final(forwarded, started, key, decision, redacted=redacted, notes=notes,
-                                   assessment=assessment)
-            if not self.options.use_judge:
-                decision = self._classifier_allows(assessment, forwarded)
-                self.cache.put(key, decision)
-                return self._final(forwarded, started, key, decision, redacted=redacted, notes=notes,
-                                   assessment=assessment)
-        elif not self.options.use_judge:
-            decision = GuardDecision(verdict="allow", tier="rules",
-                                     reason="passed the rules tier (classifier and judge off)",
-                                     task_type=task_type_of(forwarded[-1].content))
-            return self._final(forwarded, started, key, decision, redacted=redacted, notes=notes)
-        return Screening(forwarded, redacted, started, key, None, assessment, tuple(notes))
+        items = items_of(forwarded, tools)
+        withheld: dict[int, str] = {}
 
-    def _classifier_allows(self, assessment: ThreatAssessment, turns: Sequence[ChatTurn]) -> GuardDecision:
+        def refuse_or_withhold(item: ScreenItem, refusal: GuardDecision) -> GuardDecision | None:
+            if self._withholds(item):
+                assert item.message_index is not None
+                withheld[item.message_index] = refusal.reason
+                notes.append(f"withheld the tool result in {item.label}: {refusal.reason}")
+                return None
+            return _naming(item, refusal)
+
+        user = newest_user(items)
+        known: list[tuple[ScreenItem, GuardDecision]] = []
+        pending: list[ScreenItem] = []
+        flag: ThreatAssessment | None = None
+        pre_difficulty: DifficultyName | None = None
+        fresh: TierName | None = None
+        for item in items:
+            # A message seen before (same role, same normalised text, same guard) is
+            # answered from the cache: it passed or failed every tier then, so turn N
+            # of a conversation costs the tiers only its new messages.
+            key = message_key(item.kind, item.text, self.version)
+            cached = self.cache.get(key)
+            if cached is not None:
+                if item is user:
+                    pre_difficulty = cached.difficulty
+                if cached.refused:
+                    refusal = refuse_or_withhold(item, dataclasses.replace(
+                        cached, tier="cache",
+                        reason=f"cached {cached.tier} verdict: {cached.reason}",
+                    ))
+                    if refusal is not None:
+                        return _final(forwarded, started, notes, refusal, redacted)
+                    continue
+                known.append((item, cached))
+                continue
+            hit = self._rules.check_text(item.text)  # the whole text, however long
+            if hit is not None:
+                refusal = refuse_or_withhold(item, GuardDecision(
+                    verdict="refuse", tier="rules", reason=f"{hit.reason} (rule {hit.rule})",
+                    threats=(hit.threat,),
+                ))
+                if refusal is not None:
+                    return _final(forwarded, started, notes, refusal, redacted)
+                continue
+            assessment = self._assess(item)
+            if assessment is not None:
+                if item is user:
+                    pre_difficulty = assessment.difficulty
+                threshold = self._prescreen_at if self.judge_decides else self._decide_at
+                if assessment.score >= threshold:
+                    verdict = _classifier_refuses(assessment, threshold)
+                    self.cache.put(key, verdict)
+                    refusal = refuse_or_withhold(item, verdict)
+                    if refusal is not None:
+                        return _final(forwarded, started, notes, refusal, redacted)
+                    continue
+            if self.judge_decides:
+                pending.append(item)
+                if assessment is not None and (flag is None or assessment.score > flag.score):
+                    flag = assessment
+                continue
+            verdict = self._fast_allow(assessment)
+            if assessment is not None:
+                self.cache.put(key, verdict)
+            fresh = verdict.tier
+            known.append((item, verdict))
+            if self.judge_runs:  # advisory
+                pending.append(item)
+        if withheld:
+            forwarded = withhold(forwarded, withheld)
+        base = Screening(
+            forwarded, redacted or bool(withheld), started,
+            known=tuple(known), user=user,
+            context=user.text[:MAX_CONTEXT_CHARS] if user else "",
+            flag=flag, pre_difficulty=pre_difficulty,
+            withheld=tuple(withheld), notes=tuple(notes),
+        )
+        if pending:
+            return dataclasses.replace(base, pending=tuple(pending))
+        decision = self._allowed(base, base.known, fresh)
+        return dataclasses.replace(
+            base, decision=_with_notes(decision, notes, time.monotonic() - started)
+        )
+
+    def _assess(self, item: ScreenItem) -> ThreatAssessment | None:
+        if self.classifier is None or item.kind not in CLASSIFIED_KINDS:
+            return None
+        return assess_message(self.classifier, item.as_turn())
+
+    def _withholds(self, item: ScreenItem) -> bool:
+        return self.options.indirect == "withhold" and item.kind in DATA_KINDS
+
+    @property
+    def _fast_tier(self) -> TierName:
+        return "classifier" if self.classifier is not None else "rules"
+
+    def _fast_allow(self, assessment: ThreatAssessment | None) -> GuardDecision:
+        if assessment is None:
+            return GuardDecision(verdict="allow", tier="rules", reason="passed the rules tier")
         return GuardDecision(
             verdict="allow",
             tier="classifier",
             reason=f"classifier: no threat (score {assessment.score:.2f} < {self._decide_at:.2f})",
             difficulty=assessment.difficulty,
-            task_type=task_type_of(turns[-1].content),
         )
 
-    def _final(
-        self,
-        turns: tuple[ChatTurn, ...],
-        started: float,
-        key: str,
-        decision: GuardDecision,
-        *,
-        redacted: bool = False,
-        notes: Sequence[str] = (),
-        assessment: ThreatAssessment | None = None,
-    ) -> Screening:
-        decision = _with_notes(decision, notes, time.monotonic() - started)
-        return Screening(turns, redacted, started, key, decision, assessment, tuple(notes))
+    def _allowed(
+        self, screening: Screening, verdicts: Verdicts, fresh: TierName | None
+    ) -> GuardDecision:
+        """The request's allow: difficulty and task type are its newest user turn's."""
+        user = screening.user
+        mine = next((v for item, v in verdicts if item is user), None)
+        difficulty = mine.difficulty if mine else screening.pre_difficulty
+        task_type = (mine.task_type if mine else "") or task_type_of(
+            user.text if user else screening.turns[-1].content
+        )
+        if fresh is None and verdicts:  # every piece from the cache
+            source = mine or verdicts[-1][1]
+            tier: TierName = "cache"
+            reason = f"cached {source.tier} verdict: {source.reason}"
+        elif fresh is None:
+            tier, reason = "rules", "nothing to screen"
+        else:
+            tier = fresh
+            reason = mine.reason if mine is not None and mine.tier == fresh else {
+                "judge": "judge: no threat in the new messages",
+                "classifier": "classifier: no threat in the new messages",
+            }.get(fresh, "passed the rules tier")
+        return GuardDecision(
+            verdict="allow", tier=tier, reason=reason, difficulty=difficulty,
+            task_type=task_type, withheld=screening.withheld,
+        )
+
+    # --- the judge ------------------------------------------------------------------
 
     async def finish(self, screening: Screening) -> GuardDecision:
         """The final decision: the screening's, or the judge's under the policy."""
         if screening.decision is not None:
             return screening.decision
-        started = screening.started
         try:
-            if self.judge is None:
-                raise JudgeError("no judge is configured")
-            async with asyncio.timeout(self._judge_timeout_s):
-                output = await self.judge.judge(screening.turns)
+            judged = await self._judge_pending(screening)
         except (JudgeError, BackendError, TimeoutError) as exc:
-            return _with_notes(self._judge_failed(exc, screening), screening.notes,
-                               time.monotonic() - started)
-        threats = tuple(dict.fromkeys(output.threats)) if output.verdict == "refuse" else ()
-        reason = output.reason or ("allowed" if output.verdict == "allow" else "judged a threat")
-        if self._enforce_judge:
-            decision = GuardDecision(
-                verdict=output.verdict,
-                tier="judge",
-                reason=reason,
-                threats=threats,
-                difficulty=output.difficulty,
-                task_type=output.task_type,
-            )
+            decision = self._judge_failed(exc, screening)
         else:
-            flagged = ", ".join(threats) or "a threat"
-            advisory = f"judge flagged {flagged} ({reason}); advisory only, not enforced"
-            if screening.assessment is not None:
-                base = self._classifier_allows(screening.assessment, screening.turns)
-                decision = dataclasses.replace(
-                    base, reason=base.reason + (f"; {advisory}" if output.verdict == "refuse" else "")
+            decision = (self._judge_enforced if self.judge_decides else self._judge_advised)(
+                screening, judged
+            )
+        return _with_notes(decision, screening.notes, time.monotonic() - screening.started)
+
+    async def _judge_pending(self, screening: Screening) -> Verdicts:
+        """Each pending piece, window by window; the newest user turn first. Stops at
+        the first refusal that refuses the request (a withheld one does not)."""
+        order = sorted(screening.pending, key=lambda item: item is not screening.user)
+        judged: list[tuple[ScreenItem, GuardDecision]] = []
+        for item in order:
+            verdict = await self._judge_item(item, screening.context)
+            judged.append((item, verdict))
+            if verdict.refused and self.judge_decides and not self._withholds(item):
+                break
+        return tuple(judged)
+
+    async def _judge_item(self, item: ScreenItem, context: str) -> GuardDecision:
+        windows = windows_of(
+            item.kind, item.text, item.message_index,
+            size=self.options.window_chars, overlap=self.options.window_overlap_chars,
+            context=context,
+        )
+        difficulty: DifficultyName | None = None
+        task_type = ""
+        for window in windows:
+            async with asyncio.timeout(self.options.judge_timeout_s):
+                output = await self.judge.judge(window)
+            if output.verdict == "refuse":
+                verdict = GuardDecision(
+                    verdict="refuse", tier="judge", reason=output.reason or "judged a threat",
+                    threats=tuple(dict.fromkeys(output.threats)),
+                    window_index=window.window_index,
                 )
-            else:
-                decision = GuardDecision(
-                    verdict="allow",
-                    tier="judge",
-                    reason=advisory if output.verdict == "refuse" else reason,
-                    difficulty=output.difficulty,
-                    task_type=output.task_type,
-                )
-        self.cache.put(screening.key, decision)
-        return _with_notes(decision, screening.notes, time.monotonic() - started)
+                break
+            if output.difficulty and (
+                difficulty is None or _RANK[output.difficulty] > _RANK[difficulty]
+            ):
+                difficulty, task_type = output.difficulty, output.task_type
+        else:
+            verdict = GuardDecision(
+                verdict="allow", tier="judge", reason=f"judge: allowed ({len(windows)} window"
+                f"{'s' if len(windows) > 1 else ''})", difficulty=difficulty, task_type=task_type,
+            )
+        if self.judge_decides:
+            self.cache.put(message_key(item.kind, item.text, self.version), verdict)
+        return verdict
+
+    def _judge_enforced(self, screening: Screening, judged: Verdicts) -> GuardDecision:
+        withheld = list(screening.withheld)
+        for item, verdict in judged:
+            if not verdict.refused:
+                continue
+            if not self._withholds(item):
+                return _naming(item, verdict)
+            assert item.message_index is not None
+            withheld.append(item.message_index)
+            log.warning("withheld the tool result in %s: %s", item.label, verdict.reason)
+        allowed = self._allowed(screening, screening.known + judged, "judge")
+        if len(withheld) == len(screening.withheld):
+            return allowed
+        return dataclasses.replace(
+            allowed, withheld=tuple(withheld),
+            reason=f"{allowed.reason}; withheld the tool result in message"
+            f"{'s' if len(withheld) > 1 else ''} {', '.join(map(str, withheld))} "
+            f"({_JUDGED_INJECTION})",
+        )
+
+    def _judge_advised(self, screening: Screening, judged: Verdicts) -> GuardDecision:
+        base = self._allowed(screening, screening.known, self._fast_tier)
+        flagged = [f"{item.label}: {', '.join(v.threats) or 'a threat'} ({v.reason})"
+                   for item, v in judged if v.refused]
+        if not flagged:
+            return base
+        return dataclasses.replace(
+            base, reason=f"{base.reason}; judge flagged {'; '.join(flagged)}; advisory only, "
+            "not enforced",
+        )
 
     def _judge_failed(self, exc: BaseException, screening: Screening) -> GuardDecision:
         what = (
-            f"timed out after {self._judge_timeout_s:.1f}s"
+            f"timed out after {self.options.judge_timeout_s:.1f}s"
             if isinstance(exc, TimeoutError)
             else str(exc)
         )
-        assessment = screening.assessment
-        if not self._enforce_judge:
+        if not self.judge_decides:
             log.warning("advisory judge failed (%s); the earlier tiers passed the request", what)
-            if assessment is not None:
-                base = self._classifier_allows(assessment, screening.turns)
-                return dataclasses.replace(base, reason=f"{base.reason}; advisory judge unavailable ({what})")
-            return GuardDecision(
-                verdict="allow",
-                tier="policy",
-                reason=f"advisory judge unavailable ({what}); the rules tier passed it",
+            base = self._allowed(screening, screening.known, self._fast_tier)
+            return dataclasses.replace(
+                base, reason=f"{base.reason}; advisory judge unavailable ({what})"
             )
-        if self._fail_open:
-            if assessment is not None and assessment.score >= self._decide_at:
-                log.error("GUARD FAIL-OPEN: judge failed (%s); the classifier flags the request: refused", what)
-                decision = _classifier_refuses(assessment, self._decide_at, screening.turns)
-                return dataclasses.replace(decision, reason=f"judge unavailable ({what}); {decision.reason}")
+        if self.options.fail_open:
+            flag = screening.flag
+            if flag is not None and flag.score >= self._decide_at:
+                log.error("GUARD FAIL-OPEN: judge failed (%s); the classifier flags the request: "
+                          "refused", what)
+                decision = _classifier_refuses(flag, self._decide_at)
+                return dataclasses.replace(
+                    decision, reason=f"judge unavailable ({what}); {decision.reason}"
+                )
             log.error("GUARD FAIL-OPEN: judge failed (%s); request ALLOWED without the judge", what)
-            return GuardDecision(
-                verdict="allow",
-                tier="policy",
+            base = self._allowed(screening, screening.known, "policy")
+            return dataclasses.replace(
+                base, tier="policy",
                 reason=f"judge unavailable ({what}); allowed by fail-open policy",
-                difficulty=assessment.difficulty if assessment else "medium",
-                task_type=task_type_of(screening.turns[-1].content),
+                difficulty=base.difficulty or "medium",
             )
         log.error("GUARD FAIL-CLOSED: judge failed (%s); request refused", what)
         return GuardDecision(
@@ -299,18 +440,47 @@ class Guard:
         )
 
 
-def _classifier_refuses(
-    assessment: ThreatAssessment, threshold: float, turns: Sequence[ChatTurn]
-) -> GuardDecision:
+def assess_message(classifier: GuardClassifier, turn: ChatTurn) -> ThreatAssessment:
+    """One message's assessment: the classifier's own per-message method when it has one
+    (it windows long text), else ``assess`` on that message alone."""
+    method = getattr(classifier, "assess_message", None)
+    if method is not None:
+        return method(turn)  # type: ignore[no-any-return]
+    return classifier.assess([turn])
+
+
+def _classifier_refuses(assessment: ThreatAssessment, threshold: float) -> GuardDecision:
     return GuardDecision(
         verdict="refuse",
         tier="classifier",
         reason=f"classifier: likely {assessment.category.replace('_', ' ')} "
-        f"(message {assessment.turn_index}, score {assessment.score:.2f} >= {threshold:.2f})",
+        f"(score {assessment.score:.2f} >= {threshold:.2f})",
         threats=(assessment.category,),
         difficulty=assessment.difficulty,
-        task_type=task_type_of(turns[-1].content),
     )
+
+
+def _naming(item: ScreenItem, refusal: GuardDecision) -> GuardDecision:
+    """An item's refusal as the request's: it names the message (and window) in the
+    decision's fields; the reason names it too, except a judge's own words about a
+    message (its index is in the fields), and a tool definition has no index."""
+    own_words = refusal.tier == "judge" and item.message_index is not None
+    return dataclasses.replace(
+        refusal,
+        reason=refusal.reason if own_words else f"{refusal.reason} in {item.label}",
+        message_index=item.message_index,
+    )
+
+
+def _final(
+    turns: tuple[ChatTurn, ...],
+    started: float,
+    notes: Sequence[str],
+    decision: GuardDecision,
+    redacted: bool = False,
+) -> Screening:
+    decision = _with_notes(decision, notes, time.monotonic() - started)
+    return Screening(turns, redacted, started, decision, notes=tuple(notes))
 
 
 def _with_notes(decision: GuardDecision, notes: Sequence[str], latency_s: float) -> GuardDecision:
@@ -318,14 +488,9 @@ def _with_notes(decision: GuardDecision, notes: Sequence[str], latency_s: float)
     return dataclasses.replace(decision, reason=reason, latency_s=latency_s, notes=tuple(notes))
 
 
-def build_guard(settings: GatewaySettings, judge: LlmJudge | None) -> Guard:
-    """The gateway's guard as its settings describe it."""
+def build_guard(settings: GatewaySettings, judge: Judge | None) -> Guard:
+    """The gateway's guard as its settings describe it; ``judge`` None: no judge is used
+    (the server makes an ``LlmJudge`` over the judge backend only when one is)."""
+    options = GuardOptions.from_settings(settings)
     classifier = GuardClassifier.load(settings.classifier_path) if settings.classifier else None
-    return Guard(
-        judge,
-        judge_timeout_s=settings.judge_timeout_s,
-        fail_open=settings.fail_open,
-        enforce_judge=settings.enforce_judge,
-        classifier=classifier,
-        options=GuardOptions.from_settings(settings),
-    )
+    return Guard(judge or NoJudge(), options, classifier=classifier)

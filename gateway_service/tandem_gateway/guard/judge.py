@@ -1,22 +1,33 @@
-"""The LLM judge: one schema-constrained call to the gateway's model."""
+"""Judges: the guard's last tier, behind one Protocol.
+
+A judge reads one window of one message and answers a ``JudgeOutput``. Its
+``version`` goes into every cached verdict's key, so a different judge (or
+prompt) never reuses another's verdicts. ``LlmJudge`` asks a chat model over
+the judge backend (llama3.1:8b on Ollama, or the embedded model);
+``NoJudge`` is the judge of a gateway where the classifier decides, and is
+never called. A second judge backend is one more class here.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field, ValidationError
 
 from tandem.backends import ChatBackend, ChatRequest, Delta, ResponseFormat, SamplingOptions
-from tandem.backends.base import ChatTurn
 from tandem_gateway.guard.decision import DifficultyName, ThreatName
-from tandem_gateway.guard.judge_prompt import OUTPUT_SCHEMA, TASK_TYPES, judge_messages
+from tandem_gateway.guard.judge_prompt import (
+    PROMPT_VERSION,
+    TASK_TYPES,
+    JudgeWindow,
+    judge_messages,
+)
 
 JUDGE_SEED = 42
-JUDGE_MAX_TOKENS = 200
-_JSON_VERDICT = ChatRequest(response_format=ResponseFormat.json_schema(OUTPUT_SCHEMA))
+# The longest answer the schemas allow is about 60 tokens; this caps a runaway.
+JUDGE_MAX_TOKENS = 96
 
 
 class JudgeError(Exception):
@@ -26,28 +37,57 @@ class JudgeError(Exception):
 class JudgeOutput(BaseModel):
     verdict: Literal["allow", "refuse"]
     threats: list[ThreatName] = Field(default_factory=list)
-    difficulty: DifficultyName
+    difficulty: DifficultyName | None = None  # only asked of a user's request
     task_type: str = "general"
     reason: str = ""
 
 
+class Judge(Protocol):
+    """Screens one window; raises JudgeError (or a BackendError) when it cannot."""
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def in_use(self) -> bool:
+        """False: the guard never calls it (the classifier decides)."""
+        ...
+
+    async def judge(self, window: JudgeWindow) -> JudgeOutput: ...
+
+
 class LlmJudge:
-    """Screens and classifies a conversation in a single model call."""
+    """One schema-constrained call to a chat model per window."""
+
+    in_use = True
 
     def __init__(self, backend: ChatBackend) -> None:
         self.backend = backend
 
-    async def judge(self, turns: Sequence[ChatTurn]) -> JudgeOutput:
+    @property
+    def version(self) -> str:
+        return f"llm:{self.backend.model}:{PROMPT_VERSION}"
+
+    async def judge(self, window: JudgeWindow) -> JudgeOutput:
         options = SamplingOptions(max_tokens=JUDGE_MAX_TOKENS, temperature=0.0, seed=JUDGE_SEED)
         pieces: list[str] = []
-        events = self.backend.chat_stream(
-            judge_messages(turns), options, _JSON_VERDICT
-        )
+        request = ChatRequest(response_format=ResponseFormat.json_schema(window.schema))
+        events = self.backend.chat_stream(judge_messages(window), options, request)
         async with contextlib.aclosing(events):
             async for event in events:
                 if isinstance(event, Delta):
                     pieces.append(event.text)
         return parse_judge_output("".join(pieces))
+
+
+class NoJudge:
+    """The judge of a classifier-only gateway: never called."""
+
+    in_use = False
+    version = "no-judge"
+
+    async def judge(self, window: JudgeWindow) -> JudgeOutput:
+        raise JudgeError("no judge is configured on this gateway")
 
 
 def parse_judge_output(text: str) -> JudgeOutput:
@@ -62,5 +102,5 @@ def parse_judge_output(text: str) -> JudgeOutput:
         raise JudgeError(f"judge answered malformed JSON: {exc}") from exc
     if output.task_type not in TASK_TYPES:
         output.task_type = "general"
-    output.reason = " ".join(output.reason.split())[:200]
+    output.reason = " ".join(output.reason.split())[:120]
     return output

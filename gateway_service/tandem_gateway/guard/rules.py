@@ -44,8 +44,10 @@ class RuleHit:
     turn_index: int
 
 
-_PREVIOUS = r"(?:previous|prior|above|earlier|preceding|foregoing|initial|original|system|developer)"
-_INSTRUCTIONS = r"(?:instructions?|prompts?|rules|directions|directives|guidelines|guardrails|constraints)"
+_PREVIOUS = (r"(?:previous|prior|above|earlier|preceding|foregoing|initial|original|system"
+             r"|developer)")
+_INSTRUCTIONS = (r"(?:instructions?|prompts?|rules|directions|directives|guidelines|guardrails"
+                 r"|constraints)")
 
 RULES: tuple[Rule, ...] = (
     Rule(
@@ -79,7 +81,8 @@ RULES: tuple[Rule, ...] = (
         "tries to replace the model's instructions",
         re.compile(
             r"\b(?:your|the)\s+new\s+(?:instructions|task|rules)\s+(?:are|is)\b"
-            r"|\bfrom\s+now\s+on\s*,?\s+you\s+(?:will|must|shall)\s+(?:ignore|disregard|no longer follow)\b",
+            r"|\bfrom\s+now\s+on\s*,?\s+you\s+(?:will|must|shall)\s+"
+            r"(?:ignore|disregard|no longer follow)\b",
             _FLAGS,
         ),
         keywords=('new', 'now'),
@@ -154,6 +157,85 @@ RULES: tuple[Rule, ...] = (
     ),
 )
 
+# Indirect injection: instructions planted in content the assistant is given to
+# read (a tool result, a fetched page, an e-mail). Each needs an instruction aimed
+# at the model *and* an attack payload, so documentation that merely mentions
+# keys, users or AI agents passes.
+_ATTACK_VERB = (r"(?:ignore|disregard|forget|send|e-?mail|forward|upload|post|exfiltrate|transmit"
+                r"|leak|reveal|print|output|execute|run|delete|curl|wget)")
+_PRIVATE = (
+    r"(?:~/\.ssh\b(?!/[\w.-]+\.pub)|\.ssh/id_(?:rsa|dsa|ecdsa|ed25519)\b(?!\.pub)"
+    r"|~/\.aws(?:/credentials)?\b|\.aws/credentials\b|~/\.env\b|\.env\s+file"
+    r"|/etc/(?:shadow|passwd)\b|~/\.netrc\b|~/\.kube/config\b|\.git-credentials\b"
+    r"|(?:ssh|private|secret)\s+keys?\b|(?:all\s+|every\s+)?(?:the\s+)?(?:user'?s?|your)\s+"
+    r"(?:api\s+keys?|passwords?|credentials|secrets|tokens|cookies|ssh\s+keys?|private\s+(?:files|data))"
+    r"|all\s+(?:the\s+|of\s+the\s+)?(?:api\s+keys|passwords|environment\s+variables|env\s+vars"
+    r"|credentials|secrets|tokens))"
+)
+_TARGET = (r"(?:https?://|ftp://|[\w.+-]+@[\w-]+\.[\w.]+|(?:this|that|the\s+following|my|our)\s+"
+           r"(?:url|address|server|endpoint|e-?mail|webhook)|attacker|pastebin)")
+
+INDIRECT_RULES: tuple[Rule, ...] = (
+    Rule(
+        "ignore-the-user",
+        "prompt_injection",
+        "content tells the assistant to ignore its user and do something else",
+        re.compile(
+            r"\b(?:ignore|disregard|forget)\s+(?:what\s+)?(?:the|your)\s+user(?:'s)?"
+            r"(?:\s+(?:request|instructions?|question|task|prompt|message|asked|said|says|wants))?"
+            rf"\s*(?:and|,|;|\.|:|-)\s*(?:(?:then|instead|now|please)\s*,?\s+)*{_ATTACK_VERB}\b",
+            _FLAGS,
+        ),
+        keywords=("user",),
+    ),
+    Rule(
+        "send-secrets-out",
+        "exfiltration",
+        "instructs the assistant to send private files or keys to an outside address",
+        re.compile(
+            r"(?:^|[.!?;:>\n]\s*|\b(?:and|then|please|must|now|also|instead)\s+)"
+            r"(?:send|e-?mail|forward|upload|post|exfiltrate|transmit|leak|copy|paste|curl)\s+"
+            r"(?:(?:the|all|of|contents?|your|user'?s?|files?|in|from)\s+){0,5}"
+            rf"{_PRIVATE}[^\n]{{0,80}}?\b(?:to|at|into)\s+{_TARGET}",
+            _FLAGS | re.MULTILINE,
+        ),
+        keywords=(".ssh", ".aws", ".env", "/etc/", ".netrc", ".kube", "credential", "key",
+                  "password", "secret", "token", "cookie", "environment", "env var"),
+    ),
+    Rule(
+        "addressed-to-the-ai",
+        "prompt_injection",
+        "content addresses the AI reading it with an instruction",
+        re.compile(
+            r"\b(?:AI|LLM|language\s+model|assistant|agent|chatbot|copilot)s?\s*"
+            r"(?:[:,]|\(|-|—)?\s*(?:reading\s+this\s*,?\s*)?"
+            r"(?:when|if|once|after|as\s+soon\s+as)\s+you\s+(?:read|see|process|summari[sz]e|parse|"
+            rf"encounter|find)\s+this\b[^\n]{{0,80}}?\b{_ATTACK_VERB}\b"
+            r"|\b(?:note|message|instructions?|attention)\s+(?:to|for)\s+(?:any\s+|all\s+|the\s+)?"
+            r"(?:AI|LLM|language\s+model|assistant|agent|chatbot)s?\b[^\n]{0,80}?"
+            rf"\b{_ATTACK_VERB}\s+(?:all\s+|any\s+|the\s+|your\s+|previous|prior|~|\.|/)"
+            r"|\bif\s+you\s+are\s+an?\s+(?:AI|LLM|language\s+model|assistant|agent|chatbot)\b"
+            rf"[^\n]{{0,60}}?\b(?:you\s+must|must|should|please)\s+{_ATTACK_VERB}\b",
+            _FLAGS,
+        ),
+        keywords=("ai", "llm", "model", "assistant", "agent", "chatbot", "copilot"),
+    ),
+    Rule(
+        "hidden-comment-instruction",
+        "prompt_injection",
+        "hides an instruction to the model in an HTML comment",
+        re.compile(
+            r"<!--(?:(?!-->).){0,600}?(?:"
+            r"\b(?:ignore|disregard|forget)\s+(?:all\s+|any\s+)?(?:previous|prior|above|earlier"
+            r"|the\s+user|your\s+(?:instructions|user|rules)|the\s+(?:above|previous|system))\b"
+            r"|\b(?:AI|LLM|assistant|agent|model)s?\s*(?:[:,]|must\b)[^<]{0,80}?"
+            rf"\b{_ATTACK_VERB}\b)",
+            _FLAGS,
+        ),
+        keywords=("<!--",),
+    ),
+)
+
 _CODE = re.compile(r"```.*?(?:```|\Z)|`[^`\n]+`", re.DOTALL)
 
 
@@ -162,39 +244,47 @@ def strip_code(text: str) -> str:
 
 
 class RulesTier:
-    """Runs every rule over every non-assistant turn; the first hit decides."""
+    """Runs every rule over whole texts; the first hit decides."""
 
-    def __init__(self, rules: Sequence[Rule] = RULES) -> None:
+    def __init__(self, rules: Sequence[Rule] = (*RULES, *INDIRECT_RULES)) -> None:
         self._rules = tuple(rules)
 
     def check(self, turns: Sequence[ChatTurn]) -> RuleHit | None:
+        """The first hit in any non-assistant turn's content."""
         for index, turn in enumerate(turns):
             if turn.role == "assistant":
                 continue
-            normal = normalize(turn.content)
-            if normal.tag_characters:
-                return RuleHit(
-                    "unicode-tag-characters",
-                    "prompt_injection",
-                    "hides text in invisible Unicode tag characters",
-                    index,
-                )
-            if normal.bidi_overrides:
-                return RuleHit(
-                    "bidi-override",
-                    "prompt_injection",
-                    "contains bidirectional override characters that disguise text",
-                    index,
-                )
-            prose: str | None = None
-            lowered = normal.text.lower()
-            for rule in self._rules:
-                if not rule.may_match(lowered):
-                    continue
-                target = normal.text
-                if rule.outside_code_only:
-                    prose = strip_code(normal.text) if prose is None else prose
-                    target = prose
-                if rule.pattern.search(target):
-                    return RuleHit(rule.name, rule.threat, rule.reason, index)
+            hit = self.check_text(turn.content)
+            if hit is not None:
+                return RuleHit(hit.rule, hit.threat, hit.reason, index)
+        return None
+
+    def check_text(self, text: str) -> RuleHit | None:
+        """The first rule that matches anywhere in ``text`` (``turn_index`` -1)."""
+        normal = normalize(text)
+        if normal.tag_characters:
+            return RuleHit(
+                "unicode-tag-characters",
+                "prompt_injection",
+                "hides text in invisible Unicode tag characters",
+                -1,
+            )
+        if normal.bidi_overrides:
+            return RuleHit(
+                "bidi-override",
+                "prompt_injection",
+                "contains bidirectional override characters that disguise text",
+                -1,
+            )
+        prose: str | None = None
+        lowered = normal.text.lower()
+        for rule in self._rules:
+            if not rule.may_match(lowered):
+                continue
+            target = normal.text
+            if rule.outside_code_only:
+                prose = strip_code(normal.text) if prose is None else prose
+                target = prose
+            if rule.pattern.search(target):
+                return RuleHit(rule.name, rule.threat, rule.reason, -1)
         return None

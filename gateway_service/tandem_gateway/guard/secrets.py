@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from tandem.backends.base import ChatTurn
 
@@ -24,8 +24,10 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("AWS access key id", re.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b")),
     ("AWS secret access key", re.compile(
         r"(?i)(?<=aws_secret_access_key)(\s*[:=]\s*[\"']?)[A-Za-z0-9/+=]{40}\b")),
-    ("GitHub token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{60,255})\b")),
-    ("OpenAI API key", re.compile(r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}T3BlbkFJ[A-Za-z0-9_-]{20,}\b"
+    ("GitHub token", re.compile(
+        r"\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{60,255})\b")),
+    ("OpenAI API key", re.compile(r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}"
+                                  r"T3BlbkFJ[A-Za-z0-9_-]{20,}\b"
                                   r"|\bsk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{40,}\b|\bsk-[A-Za-z0-9]{48}\b")),
     ("Anthropic API key", re.compile(r"\bsk-ant-(?:api|admin)\d{2}-[A-Za-z0-9_-]{80,}\b")),
     ("Slack token", re.compile(r"\bxox[abposr]-[0-9]{8,}-[A-Za-z0-9-]{10,}\b")),
@@ -48,7 +50,8 @@ class SecretScan:
     def describe(self) -> str:
         kinds = sorted({f.kind for f in self.findings})
         where = sorted({f.turn_index for f in self.findings})
-        return f"{', '.join(kinds)} in message{'s' if len(where) > 1 else ''} {', '.join(map(str, where))}"
+        plural = "s" if len(where) > 1 else ""
+        return f"{', '.join(kinds)} in message{plural} {', '.join(map(str, where))}"
 
 
 def scan_secrets(turns: Sequence[ChatTurn]) -> SecretScan:
@@ -56,16 +59,43 @@ def scan_secrets(turns: Sequence[ChatTurn]) -> SecretScan:
     findings: list[SecretFinding] = []
     cleaned: list[ChatTurn] = []
     for index, turn in enumerate(turns):
-        text = turn.content
-        for kind, pattern in _PATTERNS:
-            if pattern.search(text) is None:
-                continue
-            findings.append(SecretFinding(kind, index))
-            marker = f"[REDACTED {kind}]"
-            if kind == "AWS secret access key":
-                text = pattern.sub(lambda m: m.group(1) + marker, text)
-            else:
-                text = pattern.sub(marker, text)
-        # replace(): a redacted turn keeps its tool calls and the call id it answers.
-        cleaned.append(turn if text == turn.content else dataclasses.replace(turn, content=text))
+        kinds: list[str] = []
+        text = _redact(turn.content, kinds)
+        calls = tuple(
+            dataclasses.replace(call, arguments=_redact_value(call.arguments, kinds))
+            for call in turn.tool_calls
+        )
+        findings.extend(SecretFinding(kind, index) for kind in dict.fromkeys(kinds))
+        if kinds:  # keep the turn's other fields (tool_call_id, tool_name)
+            turn = dataclasses.replace(turn, content=text, tool_calls=calls)
+        cleaned.append(turn)
     return SecretScan(tuple(cleaned), tuple(findings))
+
+
+def _redact(text: str, kinds: list[str]) -> str:
+    for kind, pattern in _PATTERNS:
+        if pattern.search(text) is None:
+            continue
+        kinds.append(kind)
+        marker = f"[REDACTED {kind}]"
+        if kind == "AWS secret access key":
+            text = pattern.sub(_after_prefix(marker), text)
+        else:
+            text = pattern.sub(marker, text)
+    return text
+
+
+def _after_prefix(marker: str) -> Callable[[re.Match[str]], str]:
+    """A replacement keeping the match's first group (``aws_secret_access_key = ``)."""
+    return lambda match: match.group(1) + marker
+
+
+def _redact_value(value: Any, kinds: list[str]) -> Any:
+    """Tool-call arguments with every string in them redacted (JSON-shaped values)."""
+    if isinstance(value, str):
+        return _redact(value, kinds)
+    if isinstance(value, Mapping):
+        return {key: _redact_value(item, kinds) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_value(item, kinds) for item in value]
+    return value
