@@ -73,7 +73,8 @@ def fit_linear(
     vocabulary = vocabulary or fit_vocabulary(list(docs), min_df=config.min_df)
     x = design_matrix(vocabulary, docs, dense)
     solver = "lbfgs" if config.multiclass else "liblinear"
-    model = LogisticRegression(C=config.c, max_iter=5000, solver=solver)
+    # liblinear shuffles with a random state: fixed, so the same rows give the same model.
+    model = LogisticRegression(C=config.c, max_iter=5000, solver=solver, random_state=0)
     model.fit(x, labels, sample_weight=weights)
     coef = np.asarray(model.coef_, dtype=np.float32)
     intercept = np.asarray(model.intercept_, dtype=np.float32)
