@@ -2,19 +2,36 @@
 # Everything installs into .venv on first use; nothing is needed beforehand
 # but Python 3.11 (or 3.12) with venv, a C/C++ compiler and cmake.
 
-PYTHON ?= python3
+# The first of python3.12, python3.11, python3 that is 3.11 or 3.12 (a Mac's python3 is
+# often 3.9 from the Command Line Tools, or 3.13+ from Homebrew). PYTHON=... overrides.
+ifeq ($(origin PYTHON), undefined)
+PYTHON := $(shell for candidate in python3.12 python3.11 python3; do \
+	  if $$candidate -c 'import sys; sys.exit(sys.version_info[:2] not in ((3, 11), (3, 12)))' \
+	     >/dev/null 2>&1; then echo $$candidate; break; fi; done)
+endif
+# CPU count without nproc (macOS has none): getconf, else sysctl.
+JOBS := $(shell getconf _NPROCESSORS_ONLN 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo 2)
+UNAME_S := $(shell uname -s)
+UNAME_M := $(shell uname -m)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-# llama-cpp-python is built from source once and kept in .wheels/. The build is
-# portable x86-64 (AVX2) rather than -march=native: the native build's AVX-512 /
-# AMX kernels crash on the machines CI runs on (segfault in llama_decode).
+# llama-cpp-python is built from source once and kept in .wheels/, for the machine it
+# is on: Metal on Apple Silicon; on x86-64 a portable AVX2 build rather than
+# -march=native (the native build's AVX-512 / AMX kernels crash on the machines CI
+# runs on: segfault in llama_decode); elsewhere llama.cpp's defaults.
 LLAMA_VERSION    := 0.3.36
 LLAMA_WHEEL_STAMP := .wheels/llama-cpp-python-$(LLAMA_VERSION).stamp
+ifeq ($(UNAME_S)-$(UNAME_M),Darwin-arm64)
+LLAMA_CMAKE_ARGS ?= -DGGML_METAL=on
+else ifeq ($(UNAME_M),x86_64)
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON \
                     -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF \
                     -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_OPENMP=OFF
+else
+LLAMA_CMAKE_ARGS ?=
+endif
 
 PROTOS    := $(wildcard protos/tandem/v1/*.proto)
 GENERATED := $(patsubst protos/%.proto,shared/%_pb2.py,$(PROTOS))
@@ -30,11 +47,19 @@ help:
 	@echo "make lock-hashes  rewrite requirements.lock (every dependency, with hashes)"
 	@echo "make audit  check requirements.lock for known vulnerabilities (pip-audit)"
 	@echo "make bench  added latency, throughput and failure timing beside LiteLLM (bench/README.md)"
+	@echo "make bench-links  link/process failure timings on a second host (root) -> bench/results/links.json"
+	@echo "make bench-fresh-test  time .ci/run on a fresh clone -> bench/results/fresh_make_test.json"
 	@echo "make eval-guardrail / eval-difficulty  the guard on the labelled sets (EVAL_ARGS=...)"
 	@echo "make train-guard  refit the guard classifier from ../shared/evals and public packages"
 	@echo "make clean  remove .venv, built wheels and generated code"
 
 $(BIN)/python:
+	@if [ -z "$(PYTHON)" ]; then \
+	  echo "Tandem needs Python 3.11 or 3.12; none of python3.12, python3.11, python3 is one" \
+	       "(python3 is: $$(python3 --version 2>&1 || echo missing))." >&2; \
+	  if [ "$(UNAME_S)" = Darwin ]; then echo "Install it with:  brew install python@3.12" >&2; \
+	  else echo "Install it with your package manager, e.g.  sudo apt install python3.11-venv" >&2; fi; \
+	  exit 1; fi
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] in ((3, 11), (3, 12)), "Tandem needs Python 3.11 or 3.12, found " + sys.version' 
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -42,7 +67,7 @@ $(BIN)/python:
 $(LLAMA_WHEEL_STAMP): | $(BIN)/python
 	@echo ">> building llama-cpp-python $(LLAMA_VERSION) from source (about 4 minutes, once)"
 	@mkdir -p .wheels
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$(JOBS) \
 	  $(BIN)/python -m pip wheel --quiet --no-deps --no-cache-dir -w .wheels \
 	  llama-cpp-python==$(LLAMA_VERSION)
 	@touch $@
@@ -128,6 +153,15 @@ bench: install $(BENCH_STAMP) $(LITELLM_STAMP)
 	PYTHONPATH=$(CURDIR)/shared $(BENCH_VENV)/bin/python -m bench \
 	  --tandem-bin $(BIN)/tandem --tandem-python $(BIN)/python \
 	  --litellm-bin $(LITELLM_VENV)/bin/litellm $(BENCH_ARGS)
+
+# The README's link-failure table (root: network namespaces) and fresh-clone
+# `make test` time, each written to bench/results/ with the commit it ran on.
+.PHONY: bench-links bench-fresh-test
+bench-links: install
+	PYTHONPATH=$(CURDIR)/shared $(BIN)/python -m bench.links $(BENCH_ARGS)
+
+bench-fresh-test:
+	$(PYTHON) -m bench.fresh_test $(BENCH_ARGS)
 
 # --- Supply chain (docs/security.md). requirements.lock pins every dependency with
 # its hashes (pip install --require-hashes --no-deps -r requirements.lock); `make audit`

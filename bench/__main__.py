@@ -26,6 +26,7 @@ from bench.loadgen_runner import LoadgenRunner
 from bench.machine import litellm_version, load_average, machine_info
 from bench.plots import write_plots
 from bench.procs import ServiceFailed
+from bench.provenance import provenance
 from bench.report import render, targets
 from bench.scenarios import build_scenarios
 from bench.stack import Running, Stack, Tools
@@ -34,12 +35,13 @@ from bench.suites.cancel import run_cancel
 from bench.suites.guard import run_guard
 from bench.suites.kill import run_kill
 from bench.suites.latency import run_latency
+from bench.suites.paced import run_paced
 from bench.suites.profile import run_profile
 from bench.suites.real_model import run_real_model
 from bench.suites.throughput import run_throughput
 
 REPO = Path(__file__).resolve().parent.parent
-SUITES = ("latency", "guard", "throughput", "cancel", "profile", "kill", "real_model")
+SUITES = ("latency", "guard", "throughput", "paced", "cancel", "profile", "kill", "real_model")
 _OUTPUT_GLOBS = ("*.json", "*.png", "table.md", "profile-*.txt")
 
 
@@ -59,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
                                                      / "litellm"))
     parser.add_argument("--skip", action="append", default=[], choices=[*SUITES, "litellm"],
                         help="leave out a suite, or the LiteLLM peer (repeatable)")
+    parser.add_argument("--only", action="append", default=[], choices=SUITES,
+                        help="run only this suite (repeatable; the others are skipped). The "
+                        "results dir is cleared first: give --results-dir to keep a full run's")
     return parser
 
 
@@ -80,6 +85,8 @@ class Run:
         self.skip = skip
         self.results: dict[str, Any] = {"quick": config.quick, "failures": {}}
         self.started = time.monotonic()
+        # Taken before any result is written: the commit and tree the run measured.
+        self.provenance = provenance(REPO, "bench")
 
     def wanted(self, suite: str) -> bool:
         if suite in self.skip:
@@ -101,13 +108,15 @@ class Run:
             _log(f"[bench] {name} FAILED:\n{traceback.format_exc()}")
             return
         self.results[name] = result
-        (self.dir / f"{name}.json").write_text(json.dumps(result, indent=1))
+        artifact = {"provenance": self.provenance, **result}
+        (self.dir / f"{name}.json").write_text(json.dumps(artifact, indent=1))
 
     def finish(self) -> str:
         self.results["machine"]["load_average_at_end"] = load_average()
         self.results["elapsed_s"] = time.monotonic() - self.started
         table = render(self.results)
         summary = {
+            "provenance": self.provenance,
             "quick": self.config.quick,
             "machine": self.results["machine"],
             "elapsed_s": self.results["elapsed_s"],
@@ -163,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     litellm_bin = None if "litellm" in args.skip or not config.with_litellm else args.litellm_bin
     tools = Tools(REPO, sys.executable, args.tandem_bin, args.tandem_python, litellm_bin,
                   results_dir / "tmp" / "logs")
-    run = Run(config, tools, results_dir, set(args.skip))
+    skip = set(args.skip) | ({*SUITES} - set(args.only) if args.only else set())
+    run = Run(config, tools, results_dir, skip)
     run.results["machine"] = machine_info(REPO, litellm_version(litellm_bin))
     _log(f"[bench] {'quick' if config.quick else 'full'} run; results in {results_dir}")
     stack = Stack(tools)
@@ -174,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         hits = (run.results.get("latency") or {}).get("verdict_cache", {}).get("cache_hits", 0)
         run.suite("guard", lambda: run_guard(ctx, cache_hits=hits))
         run.suite("throughput", lambda: run_throughput(ctx))
+        run.suite("paced", lambda: run_paced(ctx))
         run.suite("cancel", lambda: run_cancel(ctx))
         run.suite("profile", lambda: run_profile(ctx, results_dir))
         run.suite("kill", lambda: run_kill(ctx))

@@ -22,6 +22,12 @@ class BenchConfig:
     probe_tokens: int
     throughput_warmup_s: float
     throughput_window_s: float
+    # 2b. paced load (issue 18): many streams each paced like a fast model, long answers
+    paced_concurrency: tuple[int, ...]
+    paced_rate: float
+    paced_tokens: int
+    paced_warmup_s: float
+    paced_window_s: float
     # 4. cancellation and failure timing
     cancel_concurrency: tuple[int, ...]
     cancel_rate: float
@@ -33,6 +39,7 @@ class BenchConfig:
     profile_s: float
     with_litellm: bool
     with_real_model: bool
+    real_model_with_judge: bool  # also a gateway with --use-judge (the 135M judge: slow)
     with_profile: bool
 
 
@@ -49,6 +56,11 @@ FULL = BenchConfig(
     probe_tokens=8,
     throughput_warmup_s=1.0,
     throughput_window_s=2.0,
+    paced_concurrency=(32, 64, 128),
+    paced_rate=100.0,
+    paced_tokens=200,
+    paced_warmup_s=2.0,
+    paced_window_s=6.0,
     cancel_concurrency=(1, 8, 32, 128, 256),
     cancel_rate=20.0,
     kill_reps=3,
@@ -58,6 +70,7 @@ FULL = BenchConfig(
     profile_s=4.0,
     with_litellm=True,
     with_real_model=True,
+    real_model_with_judge=True,
     with_profile=True,
 )
 
@@ -74,6 +87,11 @@ QUICK = BenchConfig(
     probe_tokens=4,
     throughput_warmup_s=0.2,
     throughput_window_s=0.4,
+    paced_concurrency=(4,),
+    paced_rate=100.0,
+    paced_tokens=20,
+    paced_warmup_s=0.2,
+    paced_window_s=0.6,
     cancel_concurrency=(1, 4),
     cancel_rate=20.0,
     kill_reps=1,
@@ -82,6 +100,7 @@ QUICK = BenchConfig(
     real_model_tokens=8,
     profile_s=1.0,
     with_litellm=False,
-    with_real_model=False,
+    with_real_model=True,  # two requests of 8 tokens: what the real-model row is made of
+    real_model_with_judge=False,
     with_profile=False,
 )

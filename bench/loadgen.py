@@ -86,6 +86,8 @@ def _parser() -> argparse.ArgumentParser:
     sequence.add_argument("--max-tokens", type=int, default=64)
     sequence.add_argument("--requests", type=int, default=3)
     sequence.add_argument("--timeout-s", type=float, default=120.0)
+    sequence.add_argument("--unique-prompts", action="store_true",
+                          help="every request differs (no verdict cache can answer)")
     return parser
 
 
@@ -105,7 +107,7 @@ def _job(args: argparse.Namespace) -> Callable[[], Awaitable[dict[str, Any]]]:
                         args.answer_tokens, args.kill_pid, args.observe_s)
         return lambda: run_kill(spec)
     spec = SequenceSpec(args.kind, args.address, args.prompt, args.max_tokens, args.requests,
-                        args.timeout_s)
+                        args.timeout_s, args.unique_prompts)
     return lambda: run_sequence(spec)
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import psutil
 
+from bench.provenance import git
+
 
 def _cpu_model() -> str:
     try:
@@ -22,15 +24,6 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def _git(repo: Path, *args: str) -> str:
-    try:
-        return subprocess.run(  # noqa: S603 - fixed git arguments
-            ["git", *args], cwd=repo, capture_output=True, text=True, timeout=10, check=False,
-        ).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
 
 
 def _version(package: str) -> str | None:
@@ -59,8 +52,8 @@ def machine_info(repo: Path, litellm_version: str | None) -> dict[str, Any]:
         "protobuf": _version("protobuf"),
         "uvloop_in_standin": _version("uvloop"),
         "litellm": litellm_version,
-        "git_commit": _git(repo, "rev-parse", "--short", "HEAD"),
-        "git_dirty": bool(_git(repo, "status", "--porcelain", "--untracked-files=no")),
+        "git_commit": git(repo, "rev-parse", "--short", "HEAD"),
+        "git_dirty": bool(git(repo, "status", "--porcelain", "--untracked-files=no")),
         "load_average_at_start": load_average(),
     }
 

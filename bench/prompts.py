@@ -15,9 +15,10 @@ def bench_prompt(
     tokens: int | None = None,
     bench_id: str | None = None,
     unique: str | None = None,
+    base: str = BASE_PROMPT,
 ) -> str:
-    """``BASE_PROMPT`` plus directives; ``unique`` makes it differ from every other."""
-    parts = [BASE_PROMPT]
+    """``base`` plus directives; ``unique`` makes it differ from every other."""
+    parts = [base]
     if unique is not None:
         parts.append(f"(request {unique})")
     if rate is not None:

@@ -59,6 +59,32 @@ def latency_section(latency: dict[str, Any]) -> list[str]:
     return lines
 
 
+def paced_section(paced: dict[str, Any]) -> list[str]:
+    summary = paced["summary"]
+    lines = [
+        (f"### 2b. Paced load — every stream paced at {paced['rate_tokens_per_s']:g} tokens/s, "
+         f"{paced['answer_tokens']}-token answers (TTFT added vs (a), ms; median of "
+         f"{paced['reps']} reps [min–max])"),
+        "",
+    ]
+    rows = []
+    for key in _keys(summary):
+        for concurrency, entry in summary[key].items():
+            if key == DIRECT:
+                cells = [f"{_fig(entry['ttft_ms'][p], 2)} (absolute)" for p in ("p50", "p99")]
+            else:
+                cells = [_fig(entry["added_ttft_ms"][p], 2, True) for p in ("p50", "p99")]
+            cpu = (entry["cpu_s_per_1k_tokens"] or {}).get("relay_total")
+            offered = f"{entry['offered_tokens_per_s']:,.0f}"
+            rows.append([SHORT[key], concurrency, *cells,
+                         f"{_fig(entry['tokens_per_s'], 0)} of {offered}",
+                         _fig(cpu, 3) if key != DIRECT else "—",
+                         str(sum(entry["samples"])), str(entry["errors"])])
+    lines += _table(["path", "streams", "TTFT p50", "TTFT p99", "tokens/s delivered of offered",
+                     "relay CPU-s per 1k tokens", "samples", "errors"], rows)
+    return [*lines, ""]
+
+
 def throughput_section(throughput: dict[str, Any]) -> list[str]:
     summary = throughput["summary"]
     keys = _keys(summary)
@@ -207,6 +233,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         ratio = lite["median"] / max(ours["median"], 1e-3)
         checks.append(_check("p99 added TTFT at 32 streams ≥ 3× better than LiteLLM's",
                              ratio, ratio >= 3, "×"))
+    checks += _paced_targets(results.get("paced"))
     cancel = (results.get("cancel") or {}).get("summary", {})
     worst = None
     for key in (WORKER, GATEWAY_JUDGE):
@@ -219,6 +246,23 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     if worst is not None:
         checks.append(_check("cancel → disconnect < 250 ms at every concurrency (worst stream)",
                              worst, worst < 250, "ms"))
+    return checks
+
+
+def _paced_targets(paced: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Issue 18's targets at 32 paced streams (when the paced suite ran)."""
+    if not paced:
+        return []
+    at_32 = paced["summary"].get(GATEWAY_CACHED, {}).get("32") or {}
+    load = f"32 × {paced['rate_tokens_per_s']:g} tokens/s × {paced['answer_tokens']} tokens"
+    checks = []
+    for pct, limit in (("p50", 2.0), ("p99", 10.0)):
+        value = (at_32.get("added_ttft_ms") or {}).get(pct, {}).get("median")
+        checks.append(_check(f"added TTFT (c) {pct} at {load} ≤ {limit:g} ms", value,
+                             value is not None and value <= limit, "ms"))
+    cpu = ((at_32.get("cpu_s_per_1k_tokens") or {}).get("relay_total") or {}).get("median")
+    checks.append(_check(f"gateway + worker CPU at {load} ≤ 0.2 s per 1,000 tokens", cpu,
+                         cpu is not None and cpu <= 0.2, "CPU-s"))
     return checks
 
 
@@ -276,6 +320,8 @@ def render(results: dict[str, Any]) -> str:
         lines += latency_section(results["latency"])
     if results.get("throughput"):
         lines += throughput_section(results["throughput"])
+    if results.get("paced"):
+        lines += paced_section(results["paced"])
     if results.get("guard"):
         lines += guard_section(results["guard"], results.get("real_model"))
     if results.get("cancel"):

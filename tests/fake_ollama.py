@@ -62,6 +62,9 @@ class FakeOllama:
     token_delay_s: float = 0.0
     fail_mode: FailMode = None
     responder: Responder | None = None
+    # Share of a loaded model /api/ps reports in GPU memory (size_vram / size):
+    # 0 as on a CPU-only host, 1.0 as on a Mac with the model fully on the GPU.
+    gpu_fraction: float = 0.0
     tool_caller: ToolCaller | None = None
     # False: answer like Ollama before 0.12, whose tool calls carry no id.
     tool_call_ids: bool = True
@@ -70,9 +73,14 @@ class FakeOllama:
     disconnects: int = 0
     disconnected: threading.Event = field(default_factory=threading.Event)
     disconnected_at: float | None = None  # time.monotonic() when a client hung up
-    # Set when one chunk write blocked for a while: the client stopped reading.
+    # Set when a chunk found the socket's send buffer full: the kernel buffers on
+    # both ends hold all they can, so the client has stopped reading (for now).
     backpressured: threading.Event = field(default_factory=threading.Event)
     tokens_sent: int = 0
+    bytes_sent: int = 0  # body bytes of streamed replies written so far
+    # When set, each streamed token waits for a permit (``release_tokens``): the
+    # test, not a clock, decides when Ollama has produced the next token.
+    token_gate: threading.Semaphore | None = None
     stream_started: threading.Event = field(default_factory=threading.Event)
     # Set once a streamed reply has been sent in full (its final chunk written).
     stream_finished: threading.Event = field(default_factory=threading.Event)
@@ -101,6 +109,14 @@ class FakeOllama:
             self.generations_running -= 1
             if self.generations_running == 0:
                 self.no_generation_running.set()
+
+    def gate_tokens(self) -> None:
+        """From now on every streamed token waits for ``release_tokens``."""
+        self.token_gate = threading.Semaphore(0)
+
+    def release_tokens(self, count: int = 1) -> None:
+        assert self.token_gate is not None, "gate_tokens() first"
+        self.token_gate.release(count)
 
     def generation_requests(self) -> list[dict[str, Any]]:
         """Chat requests that asked for generation (not the empty-messages warm-up)."""
@@ -175,7 +191,11 @@ def _handler(fake: FakeOllama) -> type[BaseHTTPRequestHandler]:
             elif self.path == "/api/ps":
                 now = datetime.now(UTC)
                 running = [
-                    {**_model_entry(name), "expires_at": expires.isoformat(), "size_vram": 0}
+                    {
+                        **_model_entry(name),
+                        "expires_at": expires.isoformat(),
+                        "size_vram": int(_model_entry(name)["size"] * fake.gpu_fraction),
+                    }
                     for name, expires in fake.loaded.items()
                     if expires > now
                 ]
@@ -260,11 +280,15 @@ def _handler(fake: FakeOllama) -> type[BaseHTTPRequestHandler]:
                     if fake.fail_mode == "error_line" and index == 1:
                         self._chunk(json.dumps({"error": "an error was encountered while running the model"}).encode() + b"\n")
                         break
+                    gate = fake.token_gate
+                    if gate is not None and not gate.acquire(timeout=_GATE_GUARD_S):
+                        raise TimeoutError("the test never released the next token")
                     line = {"model": model, "created_at": _now(), "message": {"role": "assistant", "content": token}, "done": False}
                     self._chunk(json.dumps(line).encode() + b"\n")
                     fake.tokens_sent += 1
-                    if fake.token_delay_s:
-                        time.sleep(fake.token_delay_s)
+                    if fake.token_delay_s and self._hung_up_within(fake.token_delay_s):
+                        self._note_disconnect()
+                        return
                 else:
                     if fake.fail_mode == "no_done":
                         self._chunk(b"")
@@ -273,9 +297,23 @@ def _handler(fake: FakeOllama) -> type[BaseHTTPRequestHandler]:
                 self._chunk(b"")
                 fake.stream_finished.set()
             except (BrokenPipeError, ConnectionResetError):
-                fake.disconnected_at = time.monotonic()
-                fake.disconnects += 1
-                fake.disconnected.set()
+                self._note_disconnect()
+
+        def _note_disconnect(self) -> None:
+            fake.disconnected_at = time.monotonic()
+            fake.disconnects += 1
+            fake.disconnected.set()
+
+        def _hung_up_within(self, seconds: float) -> bool:
+            """Pause between tokens, and see the client hang up the moment it does
+            (not at a later write, which the kernel may still accept)."""
+            readable, _, _ = select.select([self.connection], [], [], seconds)
+            if not readable:
+                return False
+            try:
+                return self.connection.recv(1, socket.MSG_PEEK) == b""
+            except OSError:
+                return True
 
         def _stream_calls(self, model: str, calls: list[dict[str, Any]]) -> None:
             """Tool calls come whole, in one chunk with empty content, then the end."""
@@ -302,22 +340,22 @@ def _handler(fake: FakeOllama) -> type[BaseHTTPRequestHandler]:
                     continue
                 except OSError:
                     break
-            fake.disconnected_at = time.monotonic()
-            fake.disconnects += 1
-            fake.disconnected.set()
+            self._note_disconnect()
 
         def _chunk(self, data: bytes) -> None:
-            # A socket that stays unwritable means the client stopped reading.
-            _, writable, _ = select.select([], [self.connection], [], _BLOCKED_WRITE_S)
+            # Unwritable now: the send buffer is full, which only a reader that is
+            # behind causes (a check of the socket, not of how long a write took).
+            _, writable, _ = select.select([], [self.connection], [], 0)
             if not writable:
                 fake.backpressured.set()
             self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
             self.wfile.flush()
+            fake.bytes_sent += len(data)
 
     return Handler
 
 
-_BLOCKED_WRITE_S = 0.5
+_GATE_GUARD_S = 60.0  # a gated token nobody releases: fail, do not hang the thread
 
 
 def _set_event() -> threading.Event:
@@ -445,10 +483,16 @@ def main() -> None:
     parser.add_argument("--model", action="append", default=None)
     parser.add_argument("--reply", default=FakeOllama.reply)
     parser.add_argument("--token-delay-s", type=float, default=0.0)
+    parser.add_argument("--report-disconnects", action="store_true",
+                        help="print 'disconnected <time.monotonic()>' on each mid-stream hang-up")
     args = parser.parse_args()
     fake = FakeOllama(models=args.model or ["qwen3-coder-next:latest"], reply=args.reply, token_delay_s=args.token_delay_s)
     start_fake_ollama(fake, args.host, args.port)
     print(fake.url, flush=True)
+    while args.report_disconnects:  # one hang-up at a time: the caller waits for each line
+        fake.disconnected.wait()
+        fake.disconnected.clear()
+        print(f"disconnected {fake.disconnected_at}", flush=True)
     threading.Event().wait()
 
 

@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
+from prometheus_client.parser import text_string_to_metric_families
 
-from tandem.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, worker_pb2_grpc
+from tandem.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, worker_pb2, worker_pb2_grpc
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -31,16 +33,20 @@ async def wait_for_health(address: str, service: str, wanted: int = SERVING) -> 
         stub = health_pb2_grpc.HealthStub(channel)
         async with asyncio.timeout(GUARD_S):
             while True:
+                # Cancelled explicitly: closing a grpc.aio channel does not end a call
+                # no task awaits, so the server would keep this watch until GC.
+                request = health_pb2.HealthCheckRequest(service=service)
+                call = stub.Watch(request, wait_for_ready=True)
                 try:
-                    async for reply in stub.Watch(
-                        health_pb2.HealthCheckRequest(service=service), wait_for_ready=True
-                    ):
+                    async for reply in call:
                         if reply.status == wanted:
                             return
                 except grpc.aio.AioRpcError as exc:
                     if exc.code() != grpc.StatusCode.UNAVAILABLE:
                         raise
                     await channel.channel_ready()  # the server went away: wait until it is back
+                finally:
+                    call.cancel()
 
 
 async def health_status(address: str, service: str) -> int:
@@ -98,6 +104,17 @@ def worker_stub(channel: grpc.aio.Channel) -> worker_pb2_grpc.WorkerServiceStub:
     return worker_pb2_grpc.WorkerServiceStub(channel)
 
 
+def start_stream(channel: grpc.aio.Channel, via: str, text: str) -> grpc.aio.UnaryStreamCall:
+    """A streaming call with one user message: ``Route`` if ``via`` is "gateway",
+    else ``Generate`` straight at the worker the channel leads to."""
+    messages = [user(text)]
+    if via == "gateway":
+        route_request = gateway_pb2.RouteRequest(messages=messages)
+        return gateway_stub(channel).Route(route_request, timeout=GUARD_S)
+    request = worker_pb2.GenerateRequest(messages=messages)
+    return worker_stub(channel).Generate(request, timeout=GUARD_S)
+
+
 def rich_details(exc: grpc.aio.AioRpcError) -> list[Any]:
     """Unpack the google.rpc details of a failed call."""
     from google.rpc import error_details_pb2
@@ -130,3 +147,27 @@ def judge_reply(verdict: str = "allow", *, threats: list[str] | None = None,
         "task_type": task_type,
         "reason": reason,
     })
+
+
+MetricSamples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+async def scrape_metrics(address: str) -> MetricSamples:
+    """GET a service's /metrics page and parse it: (sample name, sorted labels) -> value."""
+    async with httpx.AsyncClient() as client:
+        response = await client.get(f"http://{address}/metrics", timeout=10)
+    response.raise_for_status()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+async def worker_generate_calls(metrics_address: str) -> int:
+    """How many Generate calls the worker finished, any status (tandem_worker_calls_total)."""
+    samples = await scrape_metrics(metrics_address)
+    return int(sum(
+        value for (name, labels), value in samples.items()
+        if name == "tandem_worker_calls_total" and ("method", "Generate") in labels
+    ))

@@ -41,6 +41,7 @@ def _ip(*args: str) -> None:
 class SecondHost:
     namespace: str
     host_link: str
+    peer_link: str = ""
 
     def popen(self, *argv: str, **kwargs: object) -> subprocess.Popen[str]:
         return subprocess.Popen(["ip", "netns", "exec", self.namespace, *argv], text=True, **kwargs)  # type: ignore[call-overload]
@@ -50,6 +51,17 @@ class SecondHost:
 
     def restore_link(self) -> None:
         _ip("link", "set", self.host_link, "up")
+
+    def remove_worker_address(self) -> None:
+        """The link is there but the worker's address is not (yet): a bridge still coming up."""
+        self._worker_address("del")
+
+    def add_worker_address(self) -> None:
+        self._worker_address("add")
+
+    def _worker_address(self, verb: str) -> None:
+        address = f"{WORKER_IP}/16"
+        _ip("netns", "exec", self.namespace, "ip", "addr", verb, address, "dev", self.peer_link)
 
 
 @contextlib.contextmanager
@@ -62,8 +74,8 @@ def second_host() -> Iterator[SecondHost]:
     with open(_LOCK, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         suffix = str(os.getpid() % 100000)
-        host = SecondHost(namespace=f"tandem-w{suffix}", host_link=f"tdh{suffix}")
         peer = f"tdw{suffix}"
+        host = SecondHost(f"tandem-w{suffix}", host_link=f"tdh{suffix}", peer_link=peer)
         subprocess.run(["ip", "netns", "del", host.namespace], capture_output=True)
         _ip("netns", "add", host.namespace)
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -305,3 +306,29 @@ async def test_create_returns_function_calls_and_structured_output(
     forecast = Forecast.model_validate_json(structured.content)  # type: ignore[arg-type]
     assert forecast.city == worker_ollama.reply and isinstance(forecast.temp_c, int)
     assert requests[-1]["format"]["required"] == ["city", "temp_c"]
+
+
+async def test_the_readme_tool_example_runs_as_written(
+    gateway: RunningGateway, worker_ollama: FakeOllama
+) -> None:
+    """README.md's AutoGen tool example is examples/autogen_tools.py, and it runs: the
+    model calls the tool, the agent runs it, the answer built on its result arrives."""
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(
+        r"<!-- autogen-tools-example -->\s*```python\n(.*?)```\s*<!-- /autogen-tools-example -->",
+        readme,
+        re.DOTALL,
+    )
+    assert block, "README.md lost its AutoGen tool example"
+    assert block.group(1) == (ROOT / "examples/autogen_tools.py").read_text()
+    result = await run_example("autogen_tools.py", TANDEM_CLIENT_GATEWAY=gateway.address)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "TextMessage: What is the weather in Paris?"
+    assert lines[1].startswith("ToolCallRequestEvent: ") and "get_weather" in lines[1]
+    assert lines[2].startswith("ToolCallExecutionEvent: ")
+    assert "Sunny and 21 C in example" in lines[2]
+    assert lines[3] == "TextMessage: The tool get_weather answered: Sunny and 21 C in example"
+    first, second = worker_ollama.generation_requests()
+    assert first["tools"][0]["function"]["name"] == "get_weather"
+    assert second["messages"][-1]["content"] == "Sunny and 21 C in example"

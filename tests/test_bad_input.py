@@ -67,10 +67,15 @@ async def test_bad_conversations_are_invalid_argument_naming_the_field(
     await _still_answers(gateway.address)
 
 
-async def test_deep_json_in_a_user_message_is_just_text(gateway: RunningGateway) -> None:
+async def test_deep_json_in_a_user_message_is_just_text(
+    gateway: RunningGateway, worker_ollama: FakeOllama
+) -> None:
     """Only tool results are parsed as data by agents; a user may paste anything."""
     result = await route(gateway.address, gateway_pb2.RouteRequest(messages=[user("what is this? " + DEEP_JSON)]))
-    assert result.decision.verdict in (gateway_pb2.VERDICT_ALLOW, gateway_pb2.VERDICT_REFUSE)
+    assert result.decision.verdict == gateway_pb2.VERDICT_ALLOW
+    assert result.text == worker_ollama.reply
+    (sent,) = worker_ollama.generation_requests()
+    assert sent["messages"][-1]["content"] == "what is this? " + DEEP_JSON
 
 
 async def test_limits_are_configurable(

@@ -59,3 +59,31 @@ def test_healthchecks_use_the_health_command_with_service_names(compose: dict) -
         assert test[:2] == ["CMD", "tandem"]
         args = parser.parse_args(test[2:])
         assert args.command == "health" and args.service == service_name
+
+
+# Ollama 0.15.5 added the qwen3-next architecture that qwen3-coder-next is.
+FIRST_OLLAMA_WITH_QWEN3_NEXT = (0, 15, 5)
+
+
+def test_ollama_images_are_new_enough_and_match_the_nodes(
+    compose: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in [v for v in __import__("os").environ if v.startswith("TANDEM_")]:
+        monkeypatch.delenv(variable)
+    for name in ("ollama-gateway", "ollama-worker"):
+        image = compose["services"][name]["image"]
+        repository, _, tag = image.partition(":")
+        assert repository == "ollama/ollama"
+        assert tuple(int(part) for part in tag.split(".")) >= FIRST_OLLAMA_WITH_QWEN3_NEXT, image
+    worker_args = build_parser().parse_args(compose["services"]["worker"]["command"])
+    worker = settings_from_args(WorkerSettings, worker_args, None)
+    ollama = compose["services"]["ollama-worker"]["environment"]
+    assert int(ollama["OLLAMA_CONTEXT_LENGTH"]) == worker.num_ctx
+    assert int(ollama["OLLAMA_NUM_PARALLEL"]) == worker.max_concurrent_generations
+
+
+def test_the_image_gets_no_host_build_products_and_says_docker_on_a_mac_has_no_gpu() -> None:
+    ignored = (COMPOSE.parent / ".dockerignore").read_text().splitlines()
+    for path in (".venv/", ".wheels/", "bench/.venv-bench/", "bench/.venv-litellm/"):
+        assert path in ignored, path
+    assert "Docker on a Mac has NO GPU" in COMPOSE.read_text()

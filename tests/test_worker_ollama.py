@@ -53,26 +53,32 @@ async def test_generate_streams_each_chunk_then_a_summary(
 async def test_each_token_goes_out_as_ollama_produces_it(
     worker_ollama: FakeOllama, coalesce_after_ms: float
 ) -> None:
-    """With or without merging, a reader that keeps up is never made to wait for a batch."""
-    worker_ollama.reply = "one two three four five six"
-    worker_ollama.token_delay_s = 0.05
+    """With or without merging, a reader that keeps up is never made to wait for a batch.
+
+    The fake produces each token only when the test releases it, so every token
+    must reach the client before Ollama has produced the next one."""
+    words = "one two three four five six".split()
+    worker_ollama.reply = " ".join(words)
     settings = worker_settings(worker_ollama.url, coalesce_after_ms=coalesce_after_ms)
     async with running_worker(settings) as worker, grpc.aio.insecure_channel(worker.address) as channel:
         await wait_for_health(worker.address, WORKER_SERVICE)
-        call = worker_stub(channel).Generate(
-            worker_pb2.GenerateRequest(messages=[user("count")]), timeout=GUARD_S
-        )
-        first = await call.read()
-        # The first token arrived while Ollama was still generating: nothing is
-        # held back to fill a batch when the reader keeps up.
-        assert not worker_ollama.stream_finished.is_set()
-        assert first.delta.text == "one" and first.delta.tokens == 1
-        rest = []
-        while (response := await call.read()) is not grpc.aio.EOF:
-            rest.append(response)
-    texts = [first.delta.text] + [r.delta.text for r in rest if r.HasField("delta")]
-    assert "".join(texts) == worker_ollama.reply
-    assert rest[-1].summary.usage.completion_tokens == 6
+        worker_ollama.gate_tokens()
+        try:
+            call = worker_stub(channel).Generate(
+                worker_pb2.GenerateRequest(messages=[user("count")]), timeout=GUARD_S
+            )
+            for index, word in enumerate(words):
+                worker_ollama.release_tokens(1)
+                response = await call.read()
+                assert response.delta.text == (word if index == 0 else " " + word)
+                assert response.delta.tokens == 1
+            summary = await call.read()
+            assert summary.summary.usage.completion_tokens == len(words)
+            assert await call.read() is grpc.aio.EOF
+        finally:
+            gate, worker_ollama.token_gate = worker_ollama.token_gate, None
+            assert gate is not None
+            gate.release(len(words))  # a test that failed half-way leaves no thread waiting
 
 
 async def test_options_reach_ollama_with_fixed_context_and_keep_alive(

@@ -2,7 +2,8 @@
 
 A worker and a gateway started without ``--ollama-url``, as ``make run`` does;
 requests one after another through ``GatewayService/Route``, the first one a
-warm-up. Where the gateway's embedded default skips the LLM judge (newer
+warm-up, each prompt made unique so that no verdict-cache hit is timed (the
+suite fails if one is). Where the gateway's embedded default skips the LLM judge (newer
 gateways let the classifier decide there), a second gateway with
 ``--use-judge`` measures the embedded judge's own latency.
 """
@@ -26,7 +27,7 @@ def run_real_model(ctx: SuiteContext) -> dict[str, Any]:
     try:
         default = _through_gateway(ctx, worker, "embedded-gateway", ())
         judged = None
-        if ctx.stack.supports("gateway", _USE_JUDGE):
+        if ctx.config.real_model_with_judge and ctx.stack.supports("gateway", _USE_JUDGE):
             judged = _through_gateway(ctx, worker, "embedded-judge-gateway", (_USE_JUDGE,))
     finally:
         ctx.stack.stop(worker)
@@ -51,12 +52,15 @@ def _through_gateway(
         result = ctx.loadgen.run("sequence", [
             "--kind", "gateway", "--address", gateway.address, "--prompt", BASE_PROMPT,
             "--max-tokens", str(cfg.real_model_tokens), "--requests", str(requests),
-            "--timeout-s", str(_TIMEOUT_S),
+            "--timeout-s", str(_TIMEOUT_S), "--unique-prompts",
         ], requests * _TIMEOUT_S)
     finally:
         ctx.stack.stop(gateway)
     rows = result["requests"]
     measured = rows[1:] or rows
+    cached = [r["prompt"] for r in measured if r["tier"] == "cache"]
+    if cached:  # each prompt differs: a cache hit means the figure is not the guard's
+        raise RuntimeError(f"{name}: the verdict cache answered {len(cached)} measured requests")
     return {
         "summary": {
             "ttft_ms": over_reps([r["ttft_ms"] for r in measured]).as_json(),

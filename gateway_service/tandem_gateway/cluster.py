@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 
 from tandem.changes import ChangeSignal
 from tandem.monitor import BackendMonitor
-from tandem.node_status import host_memory
+from tandem.host_memory import host_memory
 from tandem.protoutil import timestamp
 from tandem.v1 import gateway_pb2, worker_pb2
+
 from tandem_gateway.pool import WorkerPool
 
 _GIB = 1024**3
@@ -18,8 +19,28 @@ LOW_MEMORY_BYTES = 2 * _GIB
 
 
 def memory_warning(node: worker_pb2.NodeStatus) -> str:
-    """A warning when a node runs short of memory, else ''."""
-    total, free = node.memory.total_bytes, node.memory.available_bytes
+    """A warning when a node runs short of memory, else ''.
+
+    It follows the node's memory pressure when the node reports one (on a Mac,
+    the kernel's own verdict: wired model memory is not "available" but is no
+    shortage); only a node without it is judged by its available bytes.
+    """
+    memory = node.memory
+    total, free = memory.total_bytes, memory.available_bytes
+    if memory.pressure in (worker_pb2.MEMORY_PRESSURE_WARN, worker_pb2.MEMORY_PRESSURE_CRITICAL):
+        level = "critical" if memory.pressure == worker_pb2.MEMORY_PRESSURE_CRITICAL else "high"
+        swap = (
+            f", swap {memory.swap_used_bytes / _GIB:.1f} of {memory.swap_total_bytes / _GIB:.1f} "
+            "GiB used"
+            if memory.swap_total_bytes
+            else ""
+        )
+        return (
+            f"{node.node}: memory pressure {level}, {free / _GIB:.1f} GiB available of "
+            f"{total / _GIB:.1f} GiB{swap}"
+        )
+    if memory.pressure == worker_pb2.MEMORY_PRESSURE_NORMAL:
+        return ""
     if total and (free < LOW_MEMORY_BYTES or free < LOW_MEMORY_FRACTION * total):
         return f"{node.node}: low memory, {free / _GIB:.1f} GiB free of {total / _GIB:.1f} GiB"
     return ""
@@ -99,8 +120,10 @@ class ClusterView:
     def snapshot(self) -> gateway_pb2.ClusterStatus:
         gateway = self.gateway_status()
         workers = [link.to_proto() for link in self.pool.links]
-        warnings = [w for w in [memory_warning(gateway)] if w]
-        warnings += [w for w in (memory_warning(x.node) for x in workers if x.HasField("node")) if w]
+        nodes = [gateway, *(x.node for x in workers if x.HasField("node"))]
+        warnings = [w for w in (memory_warning(node) for node in nodes) if w]
+        # What each node says is wrong with it (a model partly off the GPU, ...).
+        warnings += [f"{node.node}: {w}" for node in nodes for w in node.warnings]
         status = gateway_pb2.ClusterStatus(
             gateway=gateway, workers=workers, ready=self.ready, warnings=warnings
         )

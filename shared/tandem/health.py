@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tandem.changes import ChangeSignal
+
 ServingStatus = health_pb2.HealthCheckResponse.ServingStatus
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -28,6 +30,11 @@ class HealthService(health_pb2_grpc.HealthServicer):
         self._status: dict[str, ServingStatus] = {"": SERVING}
         self._watchers: dict[str, set[asyncio.Event]] = {}
         self._shutting_down = False
+        self.watchers_changed = ChangeSignal()
+
+    def watchers(self, service: str) -> int:
+        """How many Watch streams follow ``service`` now."""
+        return len(self._watchers.get(service, ()))
 
     def set(self, service: str, status: ServingStatus) -> None:
         if self._shutting_down:
@@ -62,6 +69,7 @@ class HealthService(health_pb2_grpc.HealthServicer):
         wake = asyncio.Event()
         watchers = self._watchers.setdefault(request.service, set())
         watchers.add(wake)
+        self.watchers_changed.notify()
         last: ServingStatus | None = None
         try:
             while True:
@@ -73,3 +81,4 @@ class HealthService(health_pb2_grpc.HealthServicer):
                 wake.clear()
         finally:
             watchers.discard(wake)
+            self.watchers_changed.notify()

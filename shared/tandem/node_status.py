@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import psutil
-
 from tandem.backends.base import BackendProbe, ChatBackend
+from tandem.backends.ollama import gpu_residency_warning
+from tandem.host_memory import host_memory
 from tandem.protoutil import seconds_to_duration, timestamp
 from tandem.v1 import worker_pb2
 
@@ -14,9 +14,12 @@ _BACKEND_KINDS = {
 }
 
 
-def host_memory() -> worker_pb2.MemoryInfo:
-    memory = psutil.virtual_memory()
-    return worker_pb2.MemoryInfo(total_bytes=memory.total, available_bytes=memory.available)
+def node_warnings(backend: ChatBackend, probe: BackendProbe) -> list[str]:
+    """What the owner should fix on this node (NodeStatus.warnings)."""
+    warnings = []
+    if backend.kind == "ollama":
+        warnings.append(gpu_residency_warning(backend.model, probe.loaded_models))
+    return [w for w in warnings if w]
 
 
 def node_status(
@@ -36,6 +39,7 @@ def node_status(
         probe_latency=seconds_to_duration(probe.latency_s),
         version=probe.version,
         available_models=list(probe.available_models),
+        warnings=node_warnings(backend, probe),
     )
     if probe.model_expires_at is not None:
         status.model_expires_at.CopyFrom(timestamp(probe.model_expires_at))

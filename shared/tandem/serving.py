@@ -7,8 +7,11 @@ grpcurl and health probes work with no .proto files.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
+import socket
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -152,6 +155,54 @@ async def start_server(
         health_servicer.set(name, NOT_SERVING)
     await server.start()
     return RunningServer(server, bound, health_servicer, f"{host}:{bound}")
+
+
+# Waiting for a listen address that is not on this host yet (the Thunderbolt
+# bridge comes up after launchd starts the worker): retry with this backoff, and
+# say so in the log at most this often.
+ADDRESS_RETRY_INITIAL_S = 0.25
+ADDRESS_RETRY_MAX_S = 5.0
+ADDRESS_WAIT_LOG_EVERY_S = 60.0
+
+
+def _address_missing(host: str, port: int) -> bool:
+    """True when binding ``host:port`` fails only because no interface has ``host``
+    (EADDRNOTAVAIL); any other outcome is for ``start_server`` to report."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror:
+        return False
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            return exc.errno == errno.EADDRNOTAVAIL
+    return False
+
+
+async def wait_for_listen_address(listen: str) -> None:
+    """Return once this host has ``listen``'s address, retrying with backoff and logging
+    what it waits for, instead of failing: a worker started at boot before its network
+    link is up starts serving when the link comes up."""
+    host, port = parse_host_port(listen)
+    delay = ADDRESS_RETRY_INITIAL_S
+    started = time.monotonic()
+    logged_at: float | None = None
+    while _address_missing(host, port):
+        now = time.monotonic()
+        if logged_at is None or now - logged_at >= ADDRESS_WAIT_LOG_EVERY_S:
+            log.warning(
+                "waiting for address %s to exist on this host before listening on %s "
+                "(waited %.0fs; is its network link up?)",
+                host, listen, now - started,
+            )
+            logged_at = now
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, ADDRESS_RETRY_MAX_S)
+    if logged_at is not None:
+        log.info("address %s is up after %.1fs", host, time.monotonic() - started)
 
 
 async def wait_for_termination_signal() -> None:

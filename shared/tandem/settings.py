@@ -480,6 +480,14 @@ class GatewaySettings(NodeSettings):
     medium_priority: int = Field(default=1, description="Queue priority of a 'medium' task on the worker.")
     high_priority: int = Field(default=0, description="Queue priority of a 'high' task on the worker.")
 
+    openai_listen: str | None = Field(
+        default=None,
+        description="host:port to serve the OpenAI-compatible endpoint on from this same "
+        "process, in front of this gateway (what `tandem openai` serves; its other settings "
+        "are TANDEM_OPENAI_*, and it reaches the gateway with the TANDEM_CLIENT_* token and "
+        "TLS files); empty: off.",
+    )
+
     worker_token_file: FilePath | None = Field(
         default=None,
         description="File holding the bearer token the gateway sends to its workers (the "
@@ -514,6 +522,18 @@ class GatewaySettings(NodeSettings):
     @classmethod
     def _empty_worker_paths_are_unset(cls, value: object) -> object:
         return _none_if_blank(value)
+
+    @field_validator("openai_listen", mode="before")
+    @classmethod
+    def _empty_openai_listen_is_off(cls, value: object) -> object:
+        return _none_if_blank(value)
+
+    @field_validator("openai_listen")
+    @classmethod
+    def _check_openai_listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_host_port(value)
+        return value
 
     @model_validator(mode="after")
     def _check_worker_tls_pair(self) -> GatewaySettings:
@@ -598,7 +618,12 @@ class OpenAISettings(BaseSettings):
         description="host:port to serve HTTP on (/v1/chat/completions, /v1/models); port 0 "
         "picks a free one.",
     )
-    gateway: str = Field(default="127.0.0.1:50051", description="Gateway address host:port.")
+    gateway: str | None = Field(
+        default=None,
+        description="Gateway address host:port (default: TANDEM_CLIENT_GATEWAY, else "
+        "127.0.0.1:50051). The token and TLS files to reach it are the client settings "
+        "(--token-file, --tls-ca, ...).",
+    )
     model: str = Field(
         default="tandem",
         description="The model id /v1/models lists. Requests may name any model: the gateway "
@@ -618,10 +643,16 @@ class OpenAISettings(BaseSettings):
         "in seconds.",
     )
 
+    @field_validator("gateway", mode="before")
+    @classmethod
+    def _empty_gateway_is_default(cls, value: object) -> object:
+        return _none_if_blank(value)
+
     @field_validator("listen", "gateway")
     @classmethod
-    def _check_address(cls, value: str) -> str:
-        parse_host_port(value)
+    def _check_address(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_host_port(value)
         return value
 
 

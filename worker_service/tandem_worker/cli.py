@@ -6,6 +6,7 @@ import argparse
 
 from tandem.cli.options import add_settings_arguments, settings_from_args
 from tandem.cli.roles import Subcommands, serve_until_signal
+from tandem.serving import wait_for_listen_address
 from tandem.settings import WorkerSettings
 
 
@@ -23,4 +24,7 @@ async def run(args: argparse.Namespace) -> int:
     from tandem_worker.server import running_worker  # noqa: PLC0415 - heavy, only when serving
 
     settings = settings_from_args(WorkerSettings, args, args.env_file)
+    # On the Mac Mini the listen address is the Thunderbolt bridge's, which may come up
+    # after the service starts at boot: wait for it rather than exit.
+    await wait_for_listen_address(settings.listen)
     return await serve_until_signal("worker", running_worker(settings))

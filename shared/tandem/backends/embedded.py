@@ -84,6 +84,9 @@ class EmbeddedBackend:
         self._load_error = ""
         self._load_lock = asyncio.Lock()
         self._load_s = 0.0
+        # Tokens the model produced over this backend's life, cancelled generations
+        # included (written by the one generating thread only).
+        self.tokens_generated = 0
 
     def _resolve_path(self) -> Path:
         path = self._path or default_gguf_path()
@@ -202,6 +205,7 @@ class EmbeddedBackend:
                     if first_token_at is None:
                         first_token_at = time.monotonic()
                     completion_tokens += 1
+                    self.tokens_generated += 1
                     push(Delta(piece))
                 if reason == "length":
                     finish = "length"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import time
 from collections.abc import AsyncGenerator, Sequence
@@ -34,7 +35,10 @@ from tandem.backends.errors import (
     ModelNotFound,
 )
 
+log = logging.getLogger(__name__)
+
 _NS = 1e-9
+_GIB = 1024**3
 _BUSY_RETRY_S = 2.0
 
 
@@ -59,6 +63,7 @@ class OllamaBackend:
         self._keep_alive = keep_alive
         self._num_ctx = num_ctx
         self._idle_timeout_s = idle_timeout_s
+        self._partly_off_gpu = False
         # The read timeout is the longest silence between two chunks (model load
         # included); the caller's deadline bounds the whole stream, and closing
         # the stream is what makes Ollama stop generating.
@@ -219,6 +224,7 @@ class OllamaBackend:
             for m in running.get("models", [])
         )
         mine = next((m for m in loaded if _same_model(m.name, self.model)), None)
+        self._log_gpu_residency(mine)
         error = "" if available else (
             f"model {self.model!r} is not on Ollama at {self.location}; "
             f"pull it with: ollama pull {self.model}"
@@ -235,9 +241,28 @@ class OllamaBackend:
             latency_s=time.monotonic() - started,
         )
 
+    def _log_gpu_residency(self, mine: LoadedModelInfo | None) -> None:
+        """Log once when the model turns out not to be fully on the GPU, and when it is again."""
+        warning = gpu_residency_warning(self.model, (mine,) if mine else ())
+        if warning and not self._partly_off_gpu:
+            log.warning("%s", warning)
+        elif mine is not None and not warning and self._partly_off_gpu:
+            log.info("model %s is fully on the GPU again", self.model)
+        if mine is not None:
+            self._partly_off_gpu = bool(warning)
+
     async def warm_up(self) -> None:
-        """Ask Ollama to load the model with our keep_alive (an empty chat)."""
-        body = {"model": self.model, "messages": [], "keep_alive": _keep_alive_value(self._keep_alive)}
+        """Ask Ollama to load the model with our keep_alive (an empty chat).
+
+        It carries the same ``num_ctx`` as every generation: Ollama loads a model
+        for one context size, and a different one later reloads it.
+        """
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": [],
+            "keep_alive": _keep_alive_value(self._keep_alive),
+            "options": {"num_ctx": self._num_ctx},
+        }
         await self._post_chat(body)
 
     async def generate_one_token(self, keep_alive_s: int | None = None) -> None:
@@ -277,6 +302,23 @@ class OllamaBackend:
     async def aclose(self) -> None:
         await self._client.aclose()
         await self._probe_client.aclose()
+
+
+def gpu_residency_warning(model: str, loaded: Sequence[LoadedModelInfo]) -> str:
+    """A warning when ``model`` is loaded but Ollama holds part of it outside GPU memory
+    (``/api/ps``: ``size_vram`` below ``size``), else ''. Layers left on the CPU make
+    every token several times slower; on a Mac the usual cause is the GPU wired-memory
+    limit (docs/macs.md)."""
+    mine = next((m for m in loaded if _same_model(m.name, model)), None)
+    if mine is None or mine.size_bytes <= 0 or mine.size_vram_bytes >= mine.size_bytes:
+        return ""
+    share = 100 * mine.size_vram_bytes / mine.size_bytes
+    return (
+        f"model {model} is only {share:.0f}% on the GPU ({mine.size_vram_bytes / _GIB:.1f} "
+        f"of {mine.size_bytes / _GIB:.1f} GiB in GPU memory, Ollama /api/ps): the rest runs "
+        "on the CPU, much slower. On a Mac raise the GPU memory limit "
+        "(sudo sysctl iogpu.wired_limit_mb=...) or lower num_ctx; see docs/macs.md"
+    )
 
 
 def _keep_alive_value(keep_alive: str) -> str | int:

@@ -82,7 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Ask grpc.health.v1.Health/Check. Exit status 0 SERVING, 1 otherwise.",
     )
     health.add_argument(
-        "--address", default="127.0.0.1:50051", help="host:port of the gateway or worker"
+        "--address",
+        default=None,
+        help="host:port of the gateway or worker [default: TANDEM_CLIENT_GATEWAY, else "
+        "127.0.0.1:50051]; TLS from TANDEM_CLIENT_TLS_* (health needs no token)",
     )
     health.add_argument(
         "--service",
@@ -100,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         "finish_reason content_filter; the decision is in x-tandem-* response headers.",
     )
     add_settings_arguments(openai, OpenAISettings)
+    add_settings_arguments(openai, ClientSettings, skip=("gateway", "timeout_s"))
 
     from tandem.cli.certs import add_certs_arguments, add_token_arguments  # noqa: PLC0415
 
@@ -117,6 +121,27 @@ def build_parser() -> argparse.ArgumentParser:
         "SCOPES' line (stdout) for the server's --auth-tokens-file. Only the hash is stored.",
     )
     add_token_arguments(token)
+
+    from tandem.cli.setup import add_setup_arguments  # noqa: PLC0415
+
+    setup = commands.add_parser(
+        "setup",
+        help="prepare this Mac's config folder: certificates, tokens, env file (secure link)",
+        description="`tandem setup gateway` on the MacBook, then `tandem setup worker` on the "
+        "Mac Mini after copying the worker's part (the gateway set-up prints the command).",
+    )
+    add_setup_arguments(setup)
+
+    from tandem.cli.service import add_service_arguments  # noqa: PLC0415
+
+    service = commands.add_parser(
+        "service",
+        help="run a node at boot and keep it running (launchd on macOS, systemd on Linux)",
+        description="install, uninstall, status or logs of the gateway or worker service. "
+        "macOS: a launchd daemon running as you (local network access to the Thunderbolt "
+        "peer), logs in ~/Library/Logs/Tandem. Linux: a systemd unit.",
+    )
+    add_service_arguments(service)
     return parser
 
 
@@ -138,12 +163,23 @@ async def _dispatch(args: argparse.Namespace) -> int:
 
         tls = settings_from_args(ClientSettings, args, args.env_file)
         return await check_health(
-            args.address, args.service, args.timeout_s, ClientSecurity.from_settings(tls).credentials
+            args.address or tls.gateway,
+            args.service,
+            args.timeout_s,
+            ClientSecurity.from_settings(tls).credentials,
         )
     if args.command == "up":
         from tandem.cli.up import run_local_pair  # noqa: PLC0415
 
         return await run_local_pair(args.gateway_listen, args.worker_listen, args.env_file)
+    if args.command == "service":
+        from tandem.cli.service import run_service  # noqa: PLC0415
+
+        return run_service(args)
+    if args.command == "setup":
+        from tandem.cli.setup import run_setup  # noqa: PLC0415
+
+        return run_setup(args)
     if args.command in ("certs", "token"):
         from tandem.cli.certs import make_certs, make_token  # noqa: PLC0415
 
@@ -151,7 +187,10 @@ async def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "openai":
         from tandem.cli.openai_cmd import serve_openai  # noqa: PLC0415
 
-        return await serve_openai(settings_from_args(OpenAISettings, args, args.env_file))
+        return await serve_openai(
+            settings_from_args(OpenAISettings, args, args.env_file),
+            settings_from_args(ClientSettings, args, args.env_file),
+        )
     client = settings_from_args(ClientSettings, args, args.env_file)
     security = ClientSecurity.from_settings(client)
     if args.command == "ask":

@@ -12,7 +12,8 @@ import uvicorn
 
 from tandem.openai_compat.app import create_app
 from tandem.sdk import AsyncTandemClient
-from tandem.settings import OpenAISettings, parse_host_port
+from tandem.security import client as security_client
+from tandem.settings import ClientSettings, OpenAISettings, parse_host_port
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,14 +27,25 @@ class RunningEndpoint:
 
 
 @contextlib.asynccontextmanager
-async def running_openai_endpoint(settings: OpenAISettings) -> AsyncIterator[RunningEndpoint]:
+async def running_openai_endpoint(
+    settings: OpenAISettings, client_settings: ClientSettings | None = None
+) -> AsyncIterator[RunningEndpoint]:
     """Listen at once (connections queue until uvicorn accepts them), serve until exit.
 
-    On exit, answers in flight get ``shutdown_grace_s`` to finish.
+    The gateway is reached with ``client_settings`` (address unless the endpoint's
+    own ``gateway`` is set, token, TLS); None: the environment's, as the SDK reads
+    them. On exit, answers in flight get ``shutdown_grace_s`` to finish.
     """
+    client_settings = client_settings or security_client.client_settings()
+    security = security_client.ClientSecurity.from_settings(client_settings)
     sock = _listen(settings.listen)
     host, port = sock.getsockname()[:2]
-    client = AsyncTandemClient(settings.gateway, timeout_s=settings.timeout_s)
+    client = AsyncTandemClient(
+        settings.gateway or client_settings.gateway,
+        timeout_s=settings.timeout_s,
+        auth=security.auth_hook(),
+        credentials=security.credentials,
+    )
     app = create_app(
         client, model=settings.model, api_key=settings.api_key, timeout_s=settings.timeout_s
     )

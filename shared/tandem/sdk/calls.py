@@ -8,7 +8,7 @@ import grpc
 
 from tandem.metadata import REQUEST_ID_KEY, new_request_id
 from tandem.sdk.channel import AuthHook, ChannelConfig
-from tandem.settings import ClientSettings
+from tandem.security.client import ClientSecurity, client_settings
 from tandem.v1 import gateway_pb2_grpc
 
 # Cluster status is a quick look: it never waits as long as a generation may.
@@ -26,6 +26,11 @@ class ClientBase(Generic[ChannelT]):
     instead of failing at once; ``auth`` adds metadata to every call;
     ``credentials`` switches to TLS; ``channel`` tunes keepalive, message size
     and retries.
+
+    Given neither ``auth`` nor ``credentials``, the client uses the client
+    settings as ``tandem ask`` does: ``TANDEM_CLIENT_TOKEN_FILE`` for the token,
+    ``TANDEM_CLIENT_TLS_CA`` / ``_TLS_CERT`` / ``_TLS_KEY`` for TLS, from the
+    environment or the ``$TANDEM_ENV_FILE`` that ``tandem setup`` wrote.
     """
 
     def __init__(
@@ -38,7 +43,13 @@ class ClientBase(Generic[ChannelT]):
         credentials: grpc.ChannelCredentials | None = None,
         channel: ChannelConfig | None = None,
     ) -> None:
-        self.address = address or ClientSettings().gateway
+        if address is None or (auth is None and credentials is None):
+            settings = client_settings()
+            address = address or settings.gateway
+            if auth is None and credentials is None:
+                security = ClientSecurity.from_settings(settings)
+                auth, credentials = security.auth_hook(), security.credentials
+        self.address = address
         self._timeout_s = timeout_s
         self._wait_for_ready = wait_for_ready
         self._auth = auth

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,14 @@ from tandem.serving import CHANNEL_OPTIONS
 from tandem.settings import ClientSettings, GatewaySettings
 
 ChannelFactory = Callable[[str], grpc.aio.Channel]
+ENV_FILE_VARIABLE = "TANDEM_ENV_FILE"
+
+
+def client_settings(env_file: str | Path | None = None) -> ClientSettings:
+    """The client settings (``TANDEM_CLIENT_*``) from the environment and the env file:
+    ``env_file``, else ``$TANDEM_ENV_FILE`` (the file ``tandem setup`` wrote)."""
+    chosen = env_file if env_file is not None else os.environ.get(ENV_FILE_VARIABLE) or None
+    return ClientSettings(_env_file=chosen)  # type: ignore[call-arg]
 
 
 def read_token_file(path: Path) -> str:
