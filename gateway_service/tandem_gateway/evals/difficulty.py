@@ -38,21 +38,31 @@ class DifficultyReport:
         }
 
     def render(self) -> str:
-        return "\n".join([
-            f"difficulty eval: {self.rows} rows, backend {self.backend}",
-            f"exact {100 * self.exact:.1f}%   within one level {100 * self.within_one:.1f}%   "
-            f"(no difficulty given: {self.unspecified}; refused: {self.refused})",
-            format_confusion([*LEVELS, "unspecified"], self.confusion),
-            "latency per deciding tier: " + ", ".join(
-                f"{t} p50 {v['p50_ms']:.2f} ms / p95 {v['p95_ms']:.2f} ms" for t, v in self.latency.items()),
-        ])
+        return "\n".join(
+            [
+                f"difficulty eval: {self.rows} rows, backend {self.backend}",
+                f"exact {100 * self.exact:.1f}%   within one level {100 * self.within_one:.1f}%   "
+                f"(no difficulty given: {self.unspecified}; refused: {self.refused})",
+                format_confusion([*LEVELS, "unspecified"], self.confusion),
+                "latency per deciding tier: "
+                + ", ".join(
+                    f"{t} p50 {v['p50_ms']:.2f} ms / p95 {v['p95_ms']:.2f} ms"
+                    for t, v in self.latency.items()
+                ),
+            ]
+        )
 
 
-def difficulty_report(backend: str, rows: Sequence[DifficultyRow], outcomes: Sequence[Outcome]) -> DifficultyReport:
+def difficulty_report(
+    backend: str, rows: Sequence[DifficultyRow], outcomes: Sequence[Outcome]
+) -> DifficultyReport:
     actual = [r.difficulty for r in rows]
     guessed = [o.difficulty if o.difficulty in _ORDER else "unspecified" for o in outcomes]
     exact = sum(a == g for a, g in zip(actual, guessed, strict=True))
-    within = sum(g in _ORDER and abs(_ORDER[a] - _ORDER[g]) <= 1 for a, g in zip(actual, guessed, strict=True))
+    within = sum(
+        g in _ORDER and abs(_ORDER[a] - _ORDER[g]) <= 1
+        for a, g in zip(actual, guessed, strict=True)
+    )
     n = max(1, len(rows))
     return DifficultyReport(
         backend=backend,

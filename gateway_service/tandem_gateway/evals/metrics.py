@@ -34,7 +34,9 @@ def rates_by(keys: Sequence[str], flags: Sequence[bool]) -> dict[str, Rate]:
     return {key: Rate(hits[key], totals[key]) for key in sorted(totals)}
 
 
-def confusion(actual: Sequence[str], predicted: Sequence[str], labels: Sequence[str]) -> list[list[int]]:
+def confusion(
+    actual: Sequence[str], predicted: Sequence[str], labels: Sequence[str]
+) -> list[list[int]]:
     """Rows: actual label; columns: predicted label (in ``labels`` order)."""
     index = {label: i for i, label in enumerate(labels)}
     matrix = [[0] * len(labels) for _ in labels]
@@ -77,5 +79,8 @@ def format_rates(title: str, rates: dict[str, Rate]) -> str:
 def format_confusion(labels: Sequence[str], matrix: list[list[int]]) -> str:
     width = max(len(label) for label in labels) + 2
     head = "actual \\ predicted".ljust(width + 8) + "".join(label.rjust(width) for label in labels)
-    rows = [label.ljust(width + 8) + "".join(str(v).rjust(width) for v in row) for label, row in zip(labels, matrix, strict=True)]
+    rows = [
+        label.ljust(width + 8) + "".join(str(v).rjust(width) for v in row)
+        for label, row in zip(labels, matrix, strict=True)
+    ]
     return "\n".join([head, *rows])

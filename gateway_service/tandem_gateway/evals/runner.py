@@ -24,7 +24,9 @@ from tandem_gateway.server import running_gateway
 _NO_WORKER = "127.0.0.1:9"
 TIERS = {v: k.removeprefix("DECISION_TIER_").lower() for k, v in gateway_pb2.DecisionTier.items()}
 DIFFICULTIES = {v: k.removeprefix("DIFFICULTY_").lower() for k, v in gateway_pb2.Difficulty.items()}
-THREATS = {v: k.removeprefix("THREAT_CATEGORY_").lower() for k, v in gateway_pb2.ThreatCategory.items()}
+THREATS = {
+    v: k.removeprefix("THREAT_CATEGORY_").lower() for k, v in gateway_pb2.ThreatCategory.items()
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,32 +87,41 @@ class Outcome:
 
 
 @contextlib.asynccontextmanager
-async def classifier_channel(choice: BackendChoice) -> AsyncIterator[gateway_pb2_grpc.GatewayServiceStub]:
+async def classifier_channel(
+    choice: BackendChoice,
+) -> AsyncIterator[gateway_pb2_grpc.GatewayServiceStub]:
     async with running_gateway(choice.settings()) as gateway:
         async with grpc.aio.insecure_channel(gateway.address) as channel:
             yield gateway_pb2_grpc.GatewayServiceStub(channel)
 
 
 async def classify_all(
-    stub: gateway_pb2_grpc.GatewayServiceStub, texts: Sequence[str], *, timeout_s: float = 300.0,
+    stub: gateway_pb2_grpc.GatewayServiceStub,
+    texts: Sequence[str],
+    *,
+    timeout_s: float = 300.0,
     progress: Any = None,
 ) -> list[Outcome]:
     outcomes: list[Outcome] = []
     for index, text in enumerate(texts):
         message = common_pb2.ChatMessage(role=common_pb2.ROLE_USER, content=text)
         started = time.perf_counter()
-        response = await stub.Classify(gateway_pb2.ClassifyRequest(messages=[message]), timeout=timeout_s)
+        response = await stub.Classify(
+            gateway_pb2.ClassifyRequest(messages=[message]), timeout=timeout_s
+        )
         wall = time.perf_counter() - started
         d = response.decision
-        outcomes.append(Outcome(
-            verdict="refuse" if d.verdict == gateway_pb2.VERDICT_REFUSE else "allow",
-            tier=TIERS.get(d.tier, "unspecified"),
-            difficulty=DIFFICULTIES.get(d.difficulty, "unspecified"),
-            threats=tuple(THREATS.get(t, "unspecified") for t in d.threats),
-            reason=d.reason,
-            latency_s=d.latency.ToNanoseconds() / 1e9,
-            wall_s=wall,
-        ))
+        outcomes.append(
+            Outcome(
+                verdict="refuse" if d.verdict == gateway_pb2.VERDICT_REFUSE else "allow",
+                tier=TIERS.get(d.tier, "unspecified"),
+                difficulty=DIFFICULTIES.get(d.difficulty, "unspecified"),
+                threats=tuple(THREATS.get(t, "unspecified") for t in d.threats),
+                reason=d.reason,
+                latency_s=d.latency.ToNanoseconds() / 1e9,
+                wall_s=wall,
+            )
+        )
         if progress is not None and (index + 1) % 100 == 0:
             progress(f"  {index + 1}/{len(texts)} classified")
     return outcomes

@@ -6,12 +6,20 @@ and shipped as one ``.npz`` of weights (no training text). Scoring is numpy
 only and takes about a millisecond per message, so this tier runs on every
 backend: it decides on the embedded default, and pre-screens before the LLM
 judge on Ollama.
+
+Each message is scored on its own and whole (``assess_message``): long text in
+overlapping windows, the highest window decides. A conversation's score is the
+highest over its untrusted messages (``assess``), so a long benign tool result
+cannot lift a short request, and an instruction planted anywhere in one is seen.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
-from collections.abc import Sequence
+import zipfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -21,14 +29,18 @@ import numpy.typing as npt
 
 from tandem.backends.base import ChatTurn
 from tandem_gateway.guard.decision import THREAT_NAMES, DifficultyName, ThreatName
-from tandem_gateway.guard.features import RawFeatures, Vocabulary, raw_features
+from tandem_gateway.guard.encoder import EncoderUnavailable, SentenceEncoder, shared_encoder
+from tandem_gateway.guard.features import RawFeatures, Vocabulary, prepare, raw_features, windows
+from tandem_gateway.guard.features import features_of as ngram_features
 
 ARTIFACT_PATH = Path(__file__).with_name("models") / "guard-classifier.npz"
-ARTIFACT_FORMAT = 1
+ARTIFACT_FORMAT = 2  # 2: optional dense (encoder) weights; 1 (n-grams only) still loads
+_READABLE_FORMATS = (1, 2)
+ENCODER_NAME = "all-MiniLM-L6-v2"
 DIFFICULTIES: tuple[DifficultyName, ...] = ("low", "medium", "high")
-# Only the most recent user/tool turns are scored (each clipped, see features.clip).
-MAX_SCORED_TURNS = 16
-_SCORED_ROLES = ("user", "tool")
+# Roles whose content is untrusted and scored whole. An assistant turn is the
+# model's own output; only the arguments of the tools it called are scored.
+_SCORED_ROLES = ("system", "user", "tool")
 
 
 class ArtifactError(Exception):
@@ -36,16 +48,54 @@ class ArtifactError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class WindowFeatures:
+    """One window of a message: its n-gram features and (if the model uses one) its
+    sentence embedding."""
+
+    raw: RawFeatures
+    dense: npt.NDArray[np.float32] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class LinearModel:
-    """Weights over one vocabulary: ``scores = coef @ x + intercept`` per class."""
+    """Weights over one vocabulary (and optionally a dense embedding):
+    ``scores = coef @ tfidf + dense_coef @ embedding + intercept`` per class."""
 
     vocabulary: Vocabulary
     coef: npt.NDArray[np.float32]  # (classes, features)
     intercept: npt.NDArray[np.float32]  # (classes,)
+    dense_coef: npt.NDArray[np.float32] | None = None  # (classes, embedding size)
 
     def scores(self, raw: RawFeatures) -> npt.NDArray[np.float32]:
         columns, values = self.vocabulary.transform(raw)
         return (self.coef[:, columns] @ values + self.intercept).astype(np.float32)
+
+    def window_scores(self, window: WindowFeatures) -> npt.NDArray[np.float32]:
+        scores = self.scores(window.raw)
+        if self.dense_coef is not None:
+            if window.dense is None:
+                raise ValueError("this model needs the window's sentence embedding")
+            scores = scores + self.dense_coef @ window.dense
+        return scores.astype(np.float32)
+
+
+def window_features(text: str, encoder: SentenceEncoder | None) -> list[WindowFeatures]:
+    """The features of each window of a text (``features.windows``): n-grams, and the
+    encoder's embedding when there is one."""
+    return [
+        WindowFeatures(ngram_features(w), encoder.embed(w) if encoder else None)
+        for w in windows(prepare(text))
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class MessageAssessment:
+    """The classifier's view of one message, read whole."""
+
+    score: float  # the highest threat score over the message's windows (a logit)
+    category: ThreatName  # the most likely threat category of that window
+    difficulty: DifficultyName  # of the whole message
+    window_index: int  # which window (features.windows) scored highest
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +106,7 @@ class ThreatAssessment:
     category: ThreatName  # the most likely threat category of that turn
     turn_index: int  # index in the conversation of the highest-scoring turn
     difficulty: DifficultyName  # of the last user turn
+    window_index: int = 0  # the window of that turn that scored highest
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +125,9 @@ class GuardClassifier:
         difficulty: LinearModel,
         thresholds: Thresholds,
         meta: dict[str, Any],
+        encoder: SentenceEncoder | None = None,
     ) -> None:
+        self._encoder = encoder
         self._threat = threat
         self._category = category
         self._difficulty = difficulty
@@ -95,8 +148,10 @@ class GuardClassifier:
             raise ArtifactError(f"cannot read the classifier artifact {path}: {exc}") from exc
         try:
             meta = json.loads(bytes(arrays["meta"]).decode("utf-8"))
-            if meta.get("format") != ARTIFACT_FORMAT:
-                raise ArtifactError(f"{path}: artifact format {meta.get('format')!r}, expected {ARTIFACT_FORMAT}")
+            if meta.get("format") not in _READABLE_FORMATS:
+                raise ArtifactError(
+                    f"{path}: artifact format {meta.get('format')!r}, expected {ARTIFACT_FORMAT}"
+                )
             threat = _model(arrays, "threat", "threat")
             category = _model(arrays, "threat", "category")
             difficulty = _model(arrays, "difficulty", "difficulty")
@@ -106,37 +161,89 @@ class GuardClassifier:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ArtifactError(f"{path}: malformed classifier artifact: {exc}") from exc
-        if category.coef.shape[0] != len(THREAT_NAMES) or difficulty.coef.shape[0] != len(DIFFICULTIES):
+        if category.coef.shape[0] != len(THREAT_NAMES) or difficulty.coef.shape[0] != len(
+            DIFFICULTIES
+        ):
             raise ArtifactError(f"{path}: unexpected number of classes")
-        return cls(threat, category, difficulty, thresholds, meta)
+        encoder = None
+        if meta.get("encoder"):
+            if meta["encoder"] != ENCODER_NAME or threat.dense_coef is None:
+                raise ArtifactError(f"{path}: unknown encoder {meta['encoder']!r}")
+            try:
+                encoder = shared_encoder()
+            except EncoderUnavailable as exc:
+                raise ArtifactError(f"{path} needs the sentence encoder: {exc}") from exc
+        return cls(threat, category, difficulty, thresholds, meta, encoder)
 
     def threat_score(self, text: str) -> float:
-        """The threat logit of one text (higher is more likely a threat)."""
-        return float(self._threat.scores(raw_features(text))[0])
+        """The threat logit of one text, read whole (higher is more likely a threat)."""
+        return max(self.window_scores(text))
+
+    def window_scores(self, text: str) -> list[float]:
+        """The threat logit of each window of the text (``features.windows``)."""
+        return [
+            float(self._threat.window_scores(w)[0]) for w in window_features(text, self._encoder)
+        ]
 
     def difficulty_of(self, text: str) -> DifficultyName:
         scores = self._difficulty.scores(raw_features(text))
         return DIFFICULTIES[int(np.argmax(scores))]
 
-    def assess(self, turns: Sequence[ChatTurn]) -> ThreatAssessment:
-        scored = [i for i, t in enumerate(turns) if t.role in _SCORED_ROLES][-MAX_SCORED_TURNS:]
-        if not scored:  # only system turns: score the last one
-            scored = [len(turns) - 1]
-        best_score, best_index, best_raw = -np.inf, scored[-1], None
-        for index in scored:
-            raw = raw_features(turns[index].content)
-            score = float(self._threat.scores(raw)[0])
+    def assess_message(self, turn: ChatTurn) -> MessageAssessment:
+        """Score one message whole, however long: the highest of its windows decides."""
+        text = message_text(turn)
+        best_score, best_index, best_window = -np.inf, 0, None
+        for index, window in enumerate(window_features(text, self._encoder)):
+            score = float(self._threat.window_scores(window)[0])
             if score > best_score:
-                best_score, best_index, best_raw = score, index, raw
-        assert best_raw is not None
-        category = THREAT_NAMES[int(np.argmax(self._category.scores(best_raw)))]
-        last_user = next((t for t in reversed(turns) if t.role == "user"), turns[-1])
-        return ThreatAssessment(
+                best_score, best_index, best_window = score, index, window
+        assert best_window is not None  # a text has at least one window
+        category = THREAT_NAMES[int(np.argmax(self._category.window_scores(best_window)))]
+        return MessageAssessment(
             score=best_score,
             category=category,
+            difficulty=self.difficulty_of(text),
+            window_index=best_index,
+        )
+
+    def assess(self, turns: Sequence[ChatTurn]) -> ThreatAssessment:
+        """The highest-scoring untrusted message decides; difficulty is the last user turn's."""
+        if not turns:
+            raise ValueError("assess() needs at least one turn")
+        best: MessageAssessment | None = None
+        best_index = len(turns) - 1
+        for index in scored_turns(turns):
+            result = self.assess_message(turns[index])
+            if best is None or result.score > best.score:
+                best, best_index = result, index
+        if best is None:  # only assistant turns without tool calls: score the last one
+            best = self.assess_message(turns[-1])
+        last_user = next((t for t in reversed(turns) if t.role == "user"), turns[-1])
+        return ThreatAssessment(
+            score=best.score,
+            category=best.category,
             turn_index=best_index,
             difficulty=self.difficulty_of(last_user.content),
+            window_index=best.window_index,
         )
+
+
+def scored_turns(turns: Sequence[ChatTurn]) -> Iterator[int]:
+    """Indexes of the untrusted turns: system, user, tool, and assistant turns that call tools."""
+    for index, turn in enumerate(turns):
+        if turn.role in _SCORED_ROLES or turn.tool_calls:
+            yield index
+
+
+def message_text(turn: ChatTurn) -> str:
+    """What the classifier reads of a message: its content (not an assistant's own
+    words), then each tool call it makes, as ``name({json arguments})``."""
+    calls = [
+        f"{c.name}({json.dumps(dict(c.arguments), ensure_ascii=False, sort_keys=True)})"
+        for c in turn.tool_calls
+    ]
+    own = [] if turn.role == "assistant" and calls else [turn.content]
+    return "\n".join(own + calls)
 
 
 def _model(arrays: dict[str, np.ndarray], vocab: str, name: str) -> LinearModel:
@@ -145,9 +252,21 @@ def _model(arrays: dict[str, np.ndarray], vocab: str, name: str) -> LinearModel:
     )
     coef = arrays[f"{name}_coef"].astype(np.float32)
     intercept = arrays[f"{name}_intercept"].astype(np.float32)
-    if coef.ndim != 2 or coef.shape[1] != len(vocabulary.buckets) or intercept.shape != (coef.shape[0],):
+    if (
+        coef.ndim != 2
+        or coef.shape[1] != len(vocabulary.buckets)
+        or intercept.shape != (coef.shape[0],)
+    ):
         raise ValueError(f"{name}: weights do not match the vocabulary")
-    return LinearModel(vocabulary, cast(npt.NDArray[np.float32], coef), intercept)
+    dense = arrays.get(f"{name}_dense_coef")
+    if dense is not None and (dense.ndim != 2 or dense.shape[0] != coef.shape[0]):
+        raise ValueError(f"{name}: dense weights do not match the classes")
+    return LinearModel(
+        vocabulary,
+        cast(npt.NDArray[np.float32], coef),
+        intercept,
+        None if dense is None else dense.astype(np.float32),
+    )
 
 
 def save_artifact(
@@ -158,21 +277,51 @@ def save_artifact(
     difficulty: LinearModel,
     meta: dict[str, Any],
 ) -> None:
-    """Write the artifact (used by training). Weights as float16 to keep it small."""
+    """Write the artifact (used by training). Weights as float16 to keep it small.
+
+    Byte-for-byte reproducible: the zip entries carry a fixed date, unlike
+    ``np.savez_compressed``.
+    """
     if threat.vocabulary is not category.vocabulary:
         raise ValueError("threat and category models must share one vocabulary")
+    arrays = {
+        "meta": np.frombuffer(
+            json.dumps({**meta, "format": ARTIFACT_FORMAT}, sort_keys=True).encode(), dtype=np.uint8
+        ),
+        "threat_buckets": threat.vocabulary.buckets.astype(np.uint32),
+        "threat_idf": threat.vocabulary.idf.astype(np.float16),
+        "threat_coef": threat.coef.astype(np.float16),
+        "threat_intercept": threat.intercept.astype(np.float32),
+        "category_coef": category.coef.astype(np.float16),
+        "category_intercept": category.intercept.astype(np.float32),
+        "difficulty_buckets": difficulty.vocabulary.buckets.astype(np.uint32),
+        "difficulty_idf": difficulty.vocabulary.idf.astype(np.float16),
+        "difficulty_coef": difficulty.coef.astype(np.float16),
+        "difficulty_intercept": difficulty.intercept.astype(np.float32),
+    }
+    for name, model in (("threat", threat), ("category", category)):
+        if model.dense_coef is not None:
+            arrays[f"{name}_dense_coef"] = model.dense_coef.astype(np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(
-        path,
-        meta=np.frombuffer(json.dumps({**meta, "format": ARTIFACT_FORMAT}, sort_keys=True).encode(), dtype=np.uint8),
-        threat_buckets=threat.vocabulary.buckets.astype(np.uint32),
-        threat_idf=threat.vocabulary.idf.astype(np.float16),
-        threat_coef=threat.coef.astype(np.float16),
-        threat_intercept=threat.intercept.astype(np.float32),
-        category_coef=category.coef.astype(np.float16),
-        category_intercept=category.intercept.astype(np.float32),
-        difficulty_buckets=difficulty.vocabulary.buckets.astype(np.uint32),
-        difficulty_idf=difficulty.vocabulary.idf.astype(np.float16),
-        difficulty_coef=difficulty.coef.astype(np.float16),
-        difficulty_intercept=difficulty.intercept.astype(np.float32),
-    )
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, array in arrays.items():
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, buffer.getvalue())
+
+
+def weights_digest(threat: LinearModel, difficulty: LinearModel) -> str:
+    """A short digest of the weights, for the artifact's version string."""
+    digest = hashlib.sha256()
+    for model in (threat, difficulty):
+        dense = model.dense_coef if model.dense_coef is not None else np.empty(0, np.float32)
+        for array in (
+            model.vocabulary.buckets,
+            model.coef.astype(np.float16),
+            model.intercept,
+            dense,
+        ):
+            digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:12]

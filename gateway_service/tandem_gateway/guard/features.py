@@ -8,6 +8,13 @@ so the shipped artifact carries weights, not training texts):
 - character 3-, 4- and 5-grams of the lower-cased, whitespace-collapsed text,
   into block 1.
 
+A message of any length is read whole, in bounded windows (``windows``): each
+window is ``WINDOW_CHARS`` long and overlaps the next by ``WINDOW_OVERLAP``
+characters, so a sentence cut at one boundary is whole in the next window. The
+classifier scores every window and keeps the highest: cost is linear in the
+length, and a long benign text is not one big document whose length alone
+shifts the score. Training featurises its rows the same way.
+
 Hashing is a vectorised polynomial hash over code points (numpy, no Python
 loop per n-gram), so a prompt of a few thousand characters costs well under a
 millisecond. Each block is TF-IDF weighted (sublinear tf) and L2-normalised
@@ -28,9 +35,11 @@ from tandem_gateway.guard.normalize import normalize
 BUCKET_BITS = 20
 BLOCK_SIZE = 1 << BUCKET_BITS
 CHAR_NGRAMS = (3, 4, 5)
-# Longest text looked at per message: the head and the tail are kept.
-CLIP_HEAD_CHARS = 4_000
-CLIP_TAIL_CHARS = 2_000
+# Windows over a prepared message: length and overlap (characters). The overlap
+# is longer than the sentences an instruction is written in, so none is only
+# ever seen in two halves.
+WINDOW_CHARS = 500
+WINDOW_OVERLAP = 150
 
 _WORD = re.compile(r"\w+")
 _SPACE = re.compile(r"\s+")
@@ -42,16 +51,29 @@ U64Array = npt.NDArray[np.uint64]
 F32Array = npt.NDArray[np.float32]
 
 
-def clip(text: str) -> str:
-    """The part of a long text the classifier reads: head and tail."""
-    if len(text) <= CLIP_HEAD_CHARS + CLIP_TAIL_CHARS:
-        return text
-    return f"{text[:CLIP_HEAD_CHARS]} \u2026 {text[-CLIP_TAIL_CHARS:]}"
-
-
 def prepare(text: str) -> str:
     """Normalise (NFKC, invisible characters out), lower-case, collapse spaces."""
-    return _SPACE.sub(" ", normalize(clip(text)).text.lower()).strip()
+    return _SPACE.sub(" ", normalize(text).text.lower()).strip()
+
+
+def windows(prepared: str, *, size: int = WINDOW_CHARS, overlap: int = WINDOW_OVERLAP) -> list[str]:
+    """Overlapping windows that together cover all of ``prepared`` (one if it is short).
+
+    Each window after the first starts ``size - overlap`` characters after the
+    previous one, moved back to a space if one is near, so words are not cut.
+    """
+    if len(prepared) <= size:
+        return [prepared]
+    step = size - overlap
+    out: list[str] = []
+    start = 0
+    while True:
+        out.append(prepared[start : start + size])
+        if start + size >= len(prepared):
+            return out
+        nominal = start + step
+        space = prepared.rfind(" ", nominal - overlap // 2, nominal)
+        start = space + 1 if space > start else nominal
 
 
 def _bucket(hashes: U64Array, salt: int) -> U64Array:
@@ -102,7 +124,12 @@ class RawFeatures:
 
 
 def raw_features(text: str) -> RawFeatures:
-    prepared = prepare(text)
+    """Features of the whole text as one document (difficulty reads a task whole)."""
+    return features_of(prepare(text))
+
+
+def features_of(prepared: str) -> RawFeatures:
+    """Features of an already ``prepare``d text (one window, or a whole text)."""
     codes = _codes(prepared)
     parts = [_bucket(_word_hashes(prepared), 0x57)]
     for n in CHAR_NGRAMS:

@@ -46,7 +46,9 @@ class DifficultyRow:
 
 def load_guard_rows(path: Path) -> list[GuardRow]:
     return [
-        GuardRow(str(r["id"]), str(r["text"]), str(r["label"]), str(r["category"]), str(r["source"]))
+        GuardRow(
+            str(r["id"]), str(r["text"]), str(r["label"]), str(r["category"]), str(r["source"])
+        )
         for r in read_jsonl(path)
     ]
 

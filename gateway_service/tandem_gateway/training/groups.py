@@ -11,7 +11,9 @@ of templated sources:
 - cyberseceval-frr: the same first 8 words (the README uses 15; its ~36
   families differ mostly after the opening);
 - cyberseceval-interpreter: one group for the whole source (its attack types
-  are unknown here, and the audit set holds other attack types).
+  are unknown here, and the audit set holds other attack types);
+- any rows given the same ``family`` key (generated sources: one garak probe's
+  documents, one request wrapper, one package's files).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ def near_duplicate_groups(
     *,
     containment: float = 0.6,
     boilerplate_fraction: float = 0.02,
+    families: Sequence[str] | None = None,
 ) -> list[int]:
     """A group id per text; texts in one near-duplicate family share it."""
     n = len(texts)
@@ -70,6 +73,8 @@ def near_duplicate_groups(
             link("frr:" + " ".join(_WORD.findall(text)[:8]), i)
         if source == "cyberseceval-interpreter":
             link("source:interpreter", i)
+        if families is not None and families[i]:
+            link("family:" + families[i], i)
 
     grams = []
     for text in normed:

