@@ -42,6 +42,7 @@ help:
 	@echo "make run    install (first time) and start worker + gateway on this machine"
 	@echo "make test   install (first time) and run the whole test suite"
 	@echo "            (as root on Linux it first installs Debian's chromium for the dashboard tests)"
+	@echo "make lint   ruff (style, imports, format) and mypy; make test runs it first"
 	@echo "make proto  regenerate the protobuf/gRPC code from protos/"
 	@echo "make lock   rewrite constraints.txt from the current .venv"
 	@echo "make lock-hashes  rewrite requirements.lock (every dependency, with hashes)"
@@ -110,7 +111,14 @@ browser:
 	fi
 
 # pytest exits 5 when it collected no test: that is a broken suite, not a pass.
-test: install browser
+# Lint first: style, import order and types (config in pyproject.toml).
+.PHONY: lint
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: install browser lint
 	@$(BIN)/python -m pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$status

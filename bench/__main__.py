@@ -45,7 +45,15 @@ from bench.suites.throughput import run_throughput
 
 REPO = Path(__file__).resolve().parent.parent
 SUITES = (
-    "latency", "guard", "throughput", "paced", "cancel", "profile", "kill", "real_model", "agent",
+    "latency",
+    "guard",
+    "throughput",
+    "paced",
+    "cancel",
+    "profile",
+    "kill",
+    "real_model",
+    "agent",
 )
 # The suites that start stacks of their own (the others share the main stack).
 _OWN_STACK_SUITES = frozenset({"agent"})
@@ -61,31 +69,51 @@ def _log(message: str) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny windows, 1 rep")
     parser.add_argument("--reps", type=int, default=None, help="repetitions of each figure")
     parser.add_argument("--results-dir", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("--tandem-bin", default=str(REPO / ".venv" / "bin" / "tandem"))
     parser.add_argument("--tandem-python", default=str(REPO / ".venv" / "bin" / "python"))
-    parser.add_argument("--litellm-bin", default=str(REPO / "bench" / ".venv-litellm" / "bin"
-                                                     / "litellm"))
-    parser.add_argument("--skip", action="append", default=[], choices=[*SUITES, "litellm"],
-                        help="leave out a suite, or the LiteLLM peer (repeatable)")
-    parser.add_argument("--only", "--suite", dest="only", action="append", default=[],
-                        choices=SUITES,
-                        help="run only this suite (repeatable; the others are skipped). The "
-                        "results dir is cleared first: give --results-dir to keep a full run's "
-                        "(except for suites with stacks of their own, e.g. agent: they only "
-                        "replace their own results)")
+    parser.add_argument(
+        "--litellm-bin", default=str(REPO / "bench" / ".venv-litellm" / "bin" / "litellm")
+    )
+    parser.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        choices=[*SUITES, "litellm"],
+        help="leave out a suite, or the LiteLLM peer (repeatable)",
+    )
+    parser.add_argument(
+        "--only",
+        "--suite",
+        dest="only",
+        action="append",
+        default=[],
+        choices=SUITES,
+        help="run only this suite (repeatable; the others are skipped). The "
+        "results dir is cleared first: give --results-dir to keep a full run's "
+        "(except for suites with stacks of their own, e.g. agent: they only "
+        "replace their own results)",
+    )
     parser.add_argument("--agent-turns", type=int, default=AgentBenchOptions.turns)
-    parser.add_argument("--agent-judge-prompt-tps", type=float,
-                        default=AgentBenchOptions.judge_prompt_tps)
-    parser.add_argument("--agent-judge-output-tps", type=float,
-                        default=AgentBenchOptions.judge_output_tps)
-    parser.add_argument("--agent-worker-prompt-tps", type=float,
-                        default=AgentBenchOptions.assumed_worker_prompt_tps,
-                        help="ASSUMED prompt tokens/s of the worker's model in the agent suite")
+    parser.add_argument(
+        "--agent-judge-prompt-tps", type=float, default=AgentBenchOptions.judge_prompt_tps
+    )
+    parser.add_argument(
+        "--agent-judge-output-tps", type=float, default=AgentBenchOptions.judge_output_tps
+    )
+    parser.add_argument(
+        "--agent-worker-prompt-tps",
+        type=float,
+        default=AgentBenchOptions.assumed_worker_prompt_tps,
+        help="ASSUMED prompt tokens/s of the worker's model in the agent suite",
+    )
     return parser
 
 
@@ -99,8 +127,9 @@ def _config(args: argparse.Namespace) -> BenchConfig:
 class Run:
     """One benchmark run: its results so far, written out as each suite ends."""
 
-    def __init__(self, config: BenchConfig, tools: Tools, results_dir: Path,
-                 skip: set[str]) -> None:
+    def __init__(
+        self, config: BenchConfig, tools: Tools, results_dir: Path, skip: set[str]
+    ) -> None:
         self.config = config
         self.tools = tools
         self.dir = results_dir
@@ -173,16 +202,22 @@ def _main_stack(run: Run, stack: Stack) -> SuiteContext:
             run.results["failures"]["litellm"] = str(exc)
         if litellm is None and "litellm" not in run.results["failures"]:
             run.results["failures"]["litellm"] = (
-                f"not installed at {run.tools.litellm_bin} (make bench installs it)")
-    watch = {"standin": standin.service.pid, "worker": worker.service.pid,
-             "gateway": gateway.service.pid}
+                f"not installed at {run.tools.litellm_bin} (make bench installs it)"
+            )
+    watch = {
+        "standin": standin.service.pid,
+        "worker": worker.service.pid,
+        "gateway": gateway.service.pid,
+    }
     if litellm is not None:
         watch["litellm"] = litellm.service.pid
-    scenarios = build_scenarios(standin.address, worker.address, gateway.address,
-                                litellm.address if litellm else None)
+    scenarios = build_scenarios(
+        standin.address, worker.address, gateway.address, litellm.address if litellm else None
+    )
     loadgen = LoadgenRunner(run.tools, run.dir / "tmp")
-    return SuiteContext(run.config, run.tools, loadgen, stack, standin, worker, gateway,
-                        scenarios, watch, _log)
+    return SuiteContext(
+        run.config, run.tools, loadgen, stack, standin, worker, gateway, scenarios, watch, _log
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,16 +229,26 @@ def main(argv: list[str] | None = None) -> int:
     if not own_stacks_only:  # those replace their own results and leave the rest alone
         _clear_old_outputs(results_dir)
     litellm_bin = None if "litellm" in args.skip or not config.with_litellm else args.litellm_bin
-    tools = Tools(REPO, sys.executable, args.tandem_bin, args.tandem_python, litellm_bin,
-                  results_dir / "tmp" / "logs")
+    tools = Tools(
+        REPO,
+        sys.executable,
+        args.tandem_bin,
+        args.tandem_python,
+        litellm_bin,
+        results_dir / "tmp" / "logs",
+    )
     skip = set(args.skip) | ({*SUITES} - set(args.only) if args.only else set())
     run = Run(config, tools, results_dir, skip)
     run.results["machine"] = machine_info(REPO, litellm_version(litellm_bin))
     _log(f"[bench] {'quick' if config.quick else 'full'} run; results in {results_dir}")
     stack = Stack(tools)
-    agent = AgentBenchOptions(2 if config.quick else args.agent_turns,
-                              args.agent_judge_prompt_tps, args.agent_judge_output_tps,
-                              args.agent_worker_prompt_tps, quick=config.quick)
+    agent = AgentBenchOptions(
+        2 if config.quick else args.agent_turns,
+        args.agent_judge_prompt_tps,
+        args.agent_judge_output_tps,
+        args.agent_worker_prompt_tps,
+        quick=config.quick,
+    )
     try:
         run.suite("agent", lambda: run_agent(tools, _log, agent, results_dir / "tmp"))
         if "agent" in run.results:

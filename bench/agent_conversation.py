@@ -71,14 +71,20 @@ def conversation(turn: int, sizes: list[int], tag: str) -> list[common_pb2.ChatM
         call_id = f"call_{t}"
         arguments = struct_pb2.Struct()
         arguments.update({"path": f"src/parser/part_{t}.py"})
-        messages.append(common_pb2.ChatMessage(
-            role=common_pb2.ROLE_ASSISTANT,
-            tool_calls=[common_pb2.ToolCall(id=call_id, name="read_file", arguments=arguments)],
-        ))
-        messages.append(common_pb2.ChatMessage(
-            role=common_pb2.ROLE_TOOL, content=source_text(sizes[t - 1], t),
-            tool_call_id=call_id, tool_name="read_file",
-        ))
+        messages.append(
+            common_pb2.ChatMessage(
+                role=common_pb2.ROLE_ASSISTANT,
+                tool_calls=[common_pb2.ToolCall(id=call_id, name="read_file", arguments=arguments)],
+            )
+        )
+        messages.append(
+            common_pb2.ChatMessage(
+                role=common_pb2.ROLE_TOOL,
+                content=source_text(sizes[t - 1], t),
+                tool_call_id=call_id,
+                tool_name="read_file",
+            )
+        )
     return messages
 
 
@@ -112,22 +118,24 @@ async def play(gateway: str, standin: str, turns: int, seed: int, tag: str) -> l
             judge = [c for c in calls if c["kind"] == "judge"]
             worker_prompt_s = sum(c["prompt_s"] for c in calls if c["kind"] == "worker")
             assert decision is not None
-            rows.append({
-                "turn": turn,
-                "new_tool_result_kb": sizes[turn - 1],
-                "conversation_chars": sum(len(m.content) for m in request.messages),
-                "verdict": gateway_pb2.Verdict.Name(decision.verdict),
-                "tier": gateway_pb2.DecisionTier.Name(decision.tier),
-                "judge_calls": len(judge),
-                "judge_prompt_tokens": sum(c["prompt_tokens"] for c in judge),
-                "judge_cached_tokens": sum(c["cached_tokens"] for c in judge),
-                "judge_new_tokens": sum(c["prompt_tokens"] - c["cached_tokens"] for c in judge),
-                "judge_output_tokens": sum(c["output_tokens"] for c in judge),
-                "judge_modelled_s": sum(c["prompt_s"] + c["output_s"] for c in judge),
-                "worker_prompt_s": worker_prompt_s,
-                "ttft_s": ttft,
-                "added_ttft_s": None if ttft is None else max(0.0, ttft - worker_prompt_s),
-            })
+            rows.append(
+                {
+                    "turn": turn,
+                    "new_tool_result_kb": sizes[turn - 1],
+                    "conversation_chars": sum(len(m.content) for m in request.messages),
+                    "verdict": gateway_pb2.Verdict.Name(decision.verdict),
+                    "tier": gateway_pb2.DecisionTier.Name(decision.tier),
+                    "judge_calls": len(judge),
+                    "judge_prompt_tokens": sum(c["prompt_tokens"] for c in judge),
+                    "judge_cached_tokens": sum(c["cached_tokens"] for c in judge),
+                    "judge_new_tokens": sum(c["prompt_tokens"] - c["cached_tokens"] for c in judge),
+                    "judge_output_tokens": sum(c["output_tokens"] for c in judge),
+                    "judge_modelled_s": sum(c["prompt_s"] + c["output_s"] for c in judge),
+                    "worker_prompt_s": worker_prompt_s,
+                    "ttft_s": ttft,
+                    "added_ttft_s": None if ttft is None else max(0.0, ttft - worker_prompt_s),
+                }
+            )
     return rows
 
 

@@ -36,34 +36,50 @@ def pytest_summary(output: str) -> dict[str, Any]:
     if not lines:
         return {}
     last = lines[-1]
-    counts = {kind.rstrip("s") if kind.startswith("error") else kind: int(n)
-              for n, kind in _COUNTS.findall(last)}
+    counts = {
+        kind.rstrip("s") if kind.startswith("error") else kind: int(n)
+        for n, kind in _COUNTS.findall(last)
+    }
     seconds = _SECONDS.search(last)
-    return {"line": last.strip("= "), "counts": counts,
-            "seconds": float(seconds.group(1)) if seconds else None}
+    return {
+        "line": last.strip("= "),
+        "counts": counts,
+        "seconds": float(seconds.group(1)) if seconds else None,
+    }
 
 
 def _clean_env() -> dict[str, str]:
     """This machine's environment without Tandem settings or an active virtualenv."""
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith("TANDEM_") and k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("TANDEM_") and k not in ("VIRTUAL_ENV", "PYTHONPATH")
+    }
 
 
 def _run(clone: Path) -> tuple[int, float, subprocess.CompletedProcess[str]]:
     started = time.monotonic()
     done = subprocess.run(  # noqa: S603 - the repository's own CI entry point
-        [str(clone / ".ci" / "run")], cwd=clone, capture_output=True, text=True, check=False,
+        [str(clone / ".ci" / "run")],
+        cwd=clone,
+        capture_output=True,
+        text=True,
+        check=False,
         env=_clean_env(),
     )
     return done.returncode, time.monotonic() - started, done
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.fresh_test", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.fresh_test",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--reuse-wheels", action="store_true")
-    parser.add_argument("--out", type=Path,
-                        default=REPO / "bench" / "results" / "fresh_make_test.json")
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "bench" / "results" / "fresh_make_test.json"
+    )
     args = parser.parse_args(argv)
     taken = provenance(REPO, "bench.fresh_test")
     with tempfile.TemporaryDirectory(prefix="tandem-fresh-") as scratch:
@@ -83,8 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         "returncode": code,
         "wall_s": round(seconds, 1),
         "pytest": pytest_summary(done.stdout),
-        "not_passed": [line for line in done.stdout.splitlines()
-                       if line.startswith(("FAILED ", "ERROR "))],
+        "not_passed": [
+            line for line in done.stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))
+        ],
         "stdout_tail": done.stdout[-6000:],
         "stderr_tail": done.stderr[-2000:],
     }

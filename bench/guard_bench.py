@@ -41,8 +41,12 @@ def _per_call_us(call: Callable[[], object], min_time_s: float) -> float:
 
 def _figure(call: Callable[[], object], reps: int, min_time_s: float) -> dict[str, Any]:
     values = [_per_call_us(call, min_time_s) for _ in range(reps)]
-    return {"median": statistics.median(values), "min": min(values), "max": max(values),
-            "reps": reps}
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "reps": reps,
+    }
 
 
 def measure(reps: int, min_time_s: float) -> dict[str, Any]:
@@ -80,8 +84,10 @@ def _cache_hits(
         figures: dict[str, Any] = {}
         for name, turns in conversations.items():
             cache = VerdictCache(16, 600.0)
-            cache.put(conversation_key(turns, "bench"),
-                      GuardDecision(verdict="allow", tier="judge", reason="bench"))
+            cache.put(
+                conversation_key(turns, "bench"),
+                GuardDecision(verdict="allow", tier="judge", reason="bench"),
+            )
 
             def hit(cache: Any = cache, turns: list[ChatTurn] = turns) -> object:
                 found = cache.get(conversation_key(turns, "bench"))

@@ -25,8 +25,9 @@ async def health_of(targets: list[str]) -> dict[str, str]:
         async with grpc.aio.insecure_channel(address) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             try:
-                reply = await stub.Check(health_pb2.HealthCheckRequest(service=service),
-                                         timeout=_TIMEOUT_S)
+                reply = await stub.Check(
+                    health_pb2.HealthCheckRequest(service=service), timeout=_TIMEOUT_S
+                )
             except grpc.aio.AioRpcError as exc:
                 statuses[name] = f"UNREACHABLE ({exc.code().name})"
                 continue

@@ -33,7 +33,11 @@ def _one_run(python: str) -> dict[str, list[float]]:
         env = {**os.environ, "TANDEM_LINK_RESULTS": str(results), "TANDEM_REQUIRE_ALL": "1"}
         done = subprocess.run(  # noqa: S603 - our own interpreter and test module
             [python, "-m", "pytest", _MODULE, "-q", "-p", "no:cacheprovider"],
-            cwd=REPO, env=env, capture_output=True, text=True, check=False,
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if done.returncode != 0:
             raise SystemExit(f"{_MODULE} failed ({done.returncode}):\n{done.stdout[-3000:]}")
@@ -57,8 +61,11 @@ def _summary(per_run: list[list[float]]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.links", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.links",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "links.json")
     parser.add_argument("--python", default=sys.executable, help="the interpreter with Tandem")
@@ -77,9 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(artifact, indent=1) + "\n")
     for event, figures in artifact["events"].items():
-        print(f"{event}: {figures['min_ms']:.1f}-{figures['max_ms']:.1f} ms "
-              f"(p50 {figures['p50_ms']:.1f}, p95 {figures['p95_ms']:.1f}, "
-              f"{figures['samples']} samples)")
+        print(
+            f"{event}: {figures['min_ms']:.1f}-{figures['max_ms']:.1f} ms "
+            f"(p50 {figures['p50_ms']:.1f}, p95 {figures['p95_ms']:.1f}, "
+            f"{figures['samples']} samples)"
+        )
     print(f"[links] wrote {args.out}", file=sys.stderr)
     return 0
 

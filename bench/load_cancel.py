@@ -16,9 +16,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from bench.kinds import TargetKind
 from bench.prompts import bench_prompt
 from bench.standin_client import StandinClient
-from bench.kinds import TargetKind
 from bench.targets import Ask, RequestRecord, TokenCounter, build_target, one_per_stream
 
 _WAIT_FOR_TOKENS_S = 10.0
@@ -44,10 +44,16 @@ async def run_cancel(spec: CancelSpec) -> dict[str, Any]:
     records = [RequestRecord(time.monotonic()) for _ in ids]
     counter = TokenCounter()
     tasks = [
-        asyncio.create_task(targets[i].request(
-            Ask(bench_prompt(rate=spec.rate, tokens=spec.answer_tokens, bench_id=ids[i]),
-                spec.answer_tokens),
-            records[i], counter))
+        asyncio.create_task(
+            targets[i].request(
+                Ask(
+                    bench_prompt(rate=spec.rate, tokens=spec.answer_tokens, bench_id=ids[i]),
+                    spec.answer_tokens,
+                ),
+                records[i],
+                counter,
+            )
+        )
         for i in range(spec.concurrency)
     ]
     ready = await _wait_for_tokens(records, tasks, spec.after_tokens)
@@ -89,8 +95,9 @@ async def _wait_for_tokens(
 ) -> int:
     deadline = time.monotonic() + _WAIT_FOR_TOKENS_S
     while time.monotonic() < deadline:
-        ready = sum(1 for r, t in zip(records, tasks, strict=True)
-                    if r.tokens >= wanted or t.done())
+        ready = sum(
+            1 for r, t in zip(records, tasks, strict=True) if r.tokens >= wanted or t.done()
+        )
         if ready == len(records):
             break
         await asyncio.sleep(0.01)

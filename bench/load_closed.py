@@ -22,9 +22,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.proc_sampler import ProcSampler, ProcessUsage
-from bench.prompts import bench_prompt
 from bench.kinds import TargetKind
+from bench.proc_sampler import ProcessUsage, ProcSampler
+from bench.prompts import bench_prompt
 from bench.targets import (
     Ask,
     RequestRecord,
@@ -90,8 +90,9 @@ async def run_closed_loop(spec: ClosedLoopSpec) -> dict[str, Any]:
         for _ in range(_SAMPLES_PER_WINDOW):
             await asyncio.sleep(spec.duration_s / _SAMPLES_PER_WINDOW)
             sampler.sample()
-        window = _Window(began + spec.warmup_s / 2, start, time.monotonic(),
-                         counter.tokens - tokens_start)
+        window = _Window(
+            began + spec.warmup_s / 2, start, time.monotonic(), counter.tokens - tokens_start
+        )
         usage = sampler.stop()
     finally:
         stop.set()
@@ -136,7 +137,10 @@ def _streams(spec: ClosedLoopSpec) -> list[_Stream]:
 
 
 async def _loop(
-    spec: ClosedLoopSpec, stream: _Stream, counter: TokenCounter, stop: asyncio.Event,
+    spec: ClosedLoopSpec,
+    stream: _Stream,
+    counter: TokenCounter,
+    stop: asyncio.Event,
     nonce: str,
 ) -> None:
     await asyncio.sleep(stream.start_delay_s)
@@ -159,12 +163,19 @@ async def _loop(
 def _requests(records: list[RequestRecord], window: _Window) -> dict[str, Any]:
     """TTFT, total time, errors and decision tiers of the requests that count."""
     measured = [r for r in records if window.joined <= r.started <= window.end]
-    ttft = [r.ttft_s * 1e3 for r in measured
-            if r.ttft_s is not None and r.first_token is not None
-            and r.first_token <= window.end]
-    total = [r.total_s * 1e3 for r in measured
-             if r.total_s is not None and r.finished is not None
-             and r.finished <= window.end and not r.error]
+    ttft = [
+        r.ttft_s * 1e3
+        for r in measured
+        if r.ttft_s is not None and r.first_token is not None and r.first_token <= window.end
+    ]
+    total = [
+        r.total_s * 1e3
+        for r in measured
+        if r.total_s is not None
+        and r.finished is not None
+        and r.finished <= window.end
+        and not r.error
+    ]
     errors = [r.error for r in measured if r.error]
     tiers: dict[str, int] = {}
     for record in measured:

@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bench.prompts import bench_prompt
 from bench.kinds import TargetKind
+from bench.prompts import bench_prompt
 from bench.targets import Ask, RequestRecord, TokenCounter, build_target, rpc_error_text
 
 _WAIT_FOR_TOKENS_S = 20.0
@@ -40,8 +40,10 @@ async def run_kill(spec: KillSpec) -> dict[str, Any]:
     codes: dict[str, int] = {}
 
     async def one(index: int) -> None:
-        ask = Ask(bench_prompt(rate=spec.rate, tokens=spec.answer_tokens, unique=str(index)),
-                  spec.answer_tokens)
+        ask = Ask(
+            bench_prompt(rate=spec.rate, tokens=spec.answer_tokens, unique=str(index)),
+            spec.answer_tokens,
+        )
         try:
             await target.request(ask, records[index], counter)
         except asyncio.CancelledError:
@@ -63,8 +65,9 @@ async def run_kill(spec: KillSpec) -> dict[str, Any]:
     await asyncio.gather(*tasks, return_exceptions=True)
     await target.close()
     delays = [(at - killed_at) * 1e3 for at in failed_at if at is not None]
-    completed_ok = sum(1 for r, at in zip(records, failed_at, strict=True)
-                       if at is None and r.finished is not None)
+    completed_ok = sum(
+        1 for r, at in zip(records, failed_at, strict=True) if at is None and r.finished is not None
+    )
     return {
         "mode": "kill",
         "kind": spec.kind,

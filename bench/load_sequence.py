@@ -32,8 +32,11 @@ async def run_sequence(spec: SequenceSpec) -> dict[str, Any]:
     try:
         for index in range(spec.requests):
             record = RequestRecord(time.monotonic())
-            prompt = (bench_prompt(base=spec.prompt, unique=f"{nonce}.{index}")
-                      if spec.unique_prompts else spec.prompt)
+            prompt = (
+                bench_prompt(base=spec.prompt, unique=f"{nonce}.{index}")
+                if spec.unique_prompts
+                else spec.prompt
+            )
             try:
                 async with asyncio.timeout(spec.timeout_s):
                     await target.request(Ask(prompt, spec.max_tokens), record, counter)
@@ -42,8 +45,13 @@ async def run_sequence(spec: SequenceSpec) -> dict[str, Any]:
             rows.append({"prompt": prompt, **_row(record)})
     finally:
         await target.close()
-    return {"mode": "sequence", "kind": spec.kind, "max_tokens": spec.max_tokens,
-            "unique_prompts": spec.unique_prompts, "requests": rows}
+    return {
+        "mode": "sequence",
+        "kind": spec.kind,
+        "max_tokens": spec.max_tokens,
+        "unique_prompts": spec.unique_prompts,
+        "requests": rows,
+    }
 
 
 def _row(record: RequestRecord) -> dict[str, Any]:

@@ -19,13 +19,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from bench.health_probe import health_of
+from bench.kinds import TARGET_KINDS
 from bench.load_cancel import CancelSpec, run_cancel
 from bench.load_closed import ClosedLoopSpec, run_closed_loop
 from bench.load_kill import KillSpec, run_kill
 from bench.load_sequence import SequenceSpec, run_sequence
 from bench.prompts import BASE_PROMPT
-from bench.health_probe import health_of
-from bench.kinds import TARGET_KINDS
 
 _SETTLE_S = 5.0
 
@@ -39,19 +39,31 @@ def _watch(items: list[str] | None) -> dict[str, int]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench.loadgen", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.loadgen",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     # Off by default: grpc.aio on uvloop polls from a thread of its own, which costs
     # the gRPC targets more than it saves and can hang the loop's shutdown.
-    parser.add_argument("--uvloop", action=argparse.BooleanOptionalAction, default=False,
-                        help="run on uvloop (when installed; HTTP targets only)")
+    parser.add_argument(
+        "--uvloop",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="run on uvloop (when installed; HTTP targets only)",
+    )
     modes = parser.add_subparsers(dest="mode", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--kind", choices=TARGET_KINDS, required=True)
     common.add_argument("--address", required=True, help="host:port of the target")
     common.add_argument("--out", type=Path, required=True, help="where to write the JSON result")
-    common.add_argument("--health", action="append", default=[], metavar="NAME=ADDR=SERVICE",
-                        help="after the run, report this service's gRPC health (repeatable)")
+    common.add_argument(
+        "--health",
+        action="append",
+        default=[],
+        metavar="NAME=ADDR=SERVICE",
+        help="after the run, report this service's gRPC health (repeatable)",
+    )
 
     closed = modes.add_parser("closed", parents=[common], help="closed-loop load, timed window")
     closed.add_argument("--concurrency", type=int, required=True)
@@ -59,12 +71,23 @@ def _parser() -> argparse.ArgumentParser:
     closed.add_argument("--duration-s", type=float, default=2.0)
     closed.add_argument("--max-tokens", type=int, default=256)
     closed.add_argument("--rate", type=float, default=0.0, help="stand-in tokens/s per stream")
-    closed.add_argument("--unique-prompts", action="store_true",
-                        help="every request differs (no verdict cache can answer)")
-    closed.add_argument("--watch", action="append", metavar="NAME=PID",
-                        help="a process whose CPU and RSS to sample (repeatable)")
-    closed.add_argument("--probe-tokens", type=int, default=0,
-                        help="also run a probe stream of requests this long (0: none)")
+    closed.add_argument(
+        "--unique-prompts",
+        action="store_true",
+        help="every request differs (no verdict cache can answer)",
+    )
+    closed.add_argument(
+        "--watch",
+        action="append",
+        metavar="NAME=PID",
+        help="a process whose CPU and RSS to sample (repeatable)",
+    )
+    closed.add_argument(
+        "--probe-tokens",
+        type=int,
+        default=0,
+        help="also run a probe stream of requests this long (0: none)",
+    )
 
     cancel = modes.add_parser("cancel", parents=[common], help="cancel N streams at once")
     cancel.add_argument("--standin", required=True, help="host:port of the stand-in")
@@ -86,28 +109,61 @@ def _parser() -> argparse.ArgumentParser:
     sequence.add_argument("--max-tokens", type=int, default=64)
     sequence.add_argument("--requests", type=int, default=3)
     sequence.add_argument("--timeout-s", type=float, default=120.0)
-    sequence.add_argument("--unique-prompts", action="store_true",
-                          help="every request differs (no verdict cache can answer)")
+    sequence.add_argument(
+        "--unique-prompts",
+        action="store_true",
+        help="every request differs (no verdict cache can answer)",
+    )
     return parser
 
 
 def _job(args: argparse.Namespace) -> Callable[[], Awaitable[dict[str, Any]]]:
     if args.mode == "closed":
         spec: Any = ClosedLoopSpec(
-            args.kind, args.address, args.concurrency, args.warmup_s, args.duration_s,
-            args.max_tokens, args.rate, args.unique_prompts, _watch(args.watch),
-            args.probe_tokens)
+            args.kind,
+            args.address,
+            args.concurrency,
+            args.warmup_s,
+            args.duration_s,
+            args.max_tokens,
+            args.rate,
+            args.unique_prompts,
+            _watch(args.watch),
+            args.probe_tokens,
+        )
         return lambda: run_closed_loop(spec)
     if args.mode == "cancel":
-        spec = CancelSpec(args.kind, args.address, args.standin, args.concurrency, args.rate,
-                          args.answer_tokens, args.after_tokens, args.observe_s)
+        spec = CancelSpec(
+            args.kind,
+            args.address,
+            args.standin,
+            args.concurrency,
+            args.rate,
+            args.answer_tokens,
+            args.after_tokens,
+            args.observe_s,
+        )
         return lambda: run_cancel(spec)
     if args.mode == "kill":
-        spec = KillSpec(args.kind, args.address, args.concurrency, args.rate,
-                        args.answer_tokens, args.kill_pid, args.observe_s)
+        spec = KillSpec(
+            args.kind,
+            args.address,
+            args.concurrency,
+            args.rate,
+            args.answer_tokens,
+            args.kill_pid,
+            args.observe_s,
+        )
         return lambda: run_kill(spec)
-    spec = SequenceSpec(args.kind, args.address, args.prompt, args.max_tokens, args.requests,
-                        args.timeout_s, args.unique_prompts)
+    spec = SequenceSpec(
+        args.kind,
+        args.address,
+        args.prompt,
+        args.max_tokens,
+        args.requests,
+        args.timeout_s,
+        args.unique_prompts,
+    )
     return lambda: run_sequence(spec)
 
 

@@ -32,8 +32,13 @@ class LoadgenRunner:
         env = {**os.environ, **self.tools.bench_env()}
         try:
             done = subprocess.run(  # noqa: S603 - our own argv
-                argv, capture_output=True, text=True, env=env, cwd=self.tools.repo,
-                timeout=expected_s + _STARTUP_ALLOWANCE_S, check=False,
+                argv,
+                capture_output=True,
+                text=True,
+                env=env,
+                cwd=self.tools.repo,
+                timeout=expected_s + _STARTUP_ALLOWANCE_S,
+                check=False,
             )
         except subprocess.TimeoutExpired as exc:
             raise LoadgenFailed(f"loadgen {mode} {' '.join(args)} ran past its limit") from exc

@@ -67,7 +67,10 @@ def litellm_version(litellm_bin: str | None) -> str | None:
     try:
         done = subprocess.run(  # noqa: S603 - our own interpreter
             [str(python), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
-            capture_output=True, text=True, timeout=60, check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None

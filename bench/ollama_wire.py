@@ -62,8 +62,10 @@ LAST_CHUNK = chunk(b"")
 
 def token_chunks(model: str, tokens: Sequence[str], created_at: str) -> list[bytes]:
     """Each token as one chunk holding one NDJSON line."""
-    head = (f'{{"model":{json.dumps(model)},"created_at":"{created_at}",'
-            '"message":{"role":"assistant","content":').encode()
+    head = (
+        f'{{"model":{json.dumps(model)},"created_at":"{created_at}",'
+        '"message":{"role":"assistant","content":'
+    ).encode()
     tail = b'},"done":false}\n'
     return [chunk(head + json.dumps(token).encode() + tail) for token in tokens]
 
@@ -118,11 +120,14 @@ def response_head(status: int, content_type: str, *, chunked: bool, length: int 
 
 def json_response(status: int, payload: dict[str, Any]) -> bytes:
     body = json.dumps(payload).encode()
-    return response_head(status, "application/json; charset=utf-8", chunked=False,
-                         length=len(body)) + body
+    return (
+        response_head(status, "application/json; charset=utf-8", chunked=False, length=len(body))
+        + body
+    )
 
 
 def text_response(status: int, text: str) -> bytes:
     body = text.encode()
-    return response_head(status, "text/plain; charset=utf-8", chunked=False,
-                         length=len(body)) + body
+    return (
+        response_head(status, "text/plain; charset=utf-8", chunked=False, length=len(body)) + body
+    )

@@ -33,8 +33,15 @@ def _median(figure: dict[str, Any] | None) -> float | None:
     return None if not figure else figure.get("median")
 
 
-def _sweep_plot(plt: Any, summary: dict[str, Any], pick: Any, ylabel: str, title: str,
-                path: Path, log_y: bool = False) -> Path | None:
+def _sweep_plot(
+    plt: Any,
+    summary: dict[str, Any],
+    pick: Any,
+    ylabel: str,
+    title: str,
+    path: Path,
+    log_y: bool = False,
+) -> Path | None:
     fig, ax = plt.subplots(figsize=(7, 4.2))
     drawn = False
     for key in ORDER:
@@ -66,23 +73,51 @@ def write_plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
     written: list[Path | None] = []
     throughput = (results.get("throughput") or {}).get("summary", {})
     if throughput:
-        written.append(_sweep_plot(
-            plt, throughput, lambda e: _median(e.get("tokens_per_s")), "tokens/s (aggregate)",
-            "Relayed tokens per second", out_dir / "throughput.png", log_y=True))
-        written.append(_sweep_plot(
-            plt, throughput, lambda e: _median(e.get("probe_ttft_ms", {}).get("p99")),
-            "probe TTFT p99 (ms)", "Time to first token beside N streams (p99)",
-            out_dir / "ttft_under_load.png", log_y=True))
-        written.append(_sweep_plot(
-            plt, throughput,
-            lambda e: _median((e.get("cpu_s_per_1k_tokens") or {}).get("relay_total")),
-            "CPU s per 1,000 tokens", "Relay CPU cost per token", out_dir / "cpu_per_token.png"))
+        written.append(
+            _sweep_plot(
+                plt,
+                throughput,
+                lambda e: _median(e.get("tokens_per_s")),
+                "tokens/s (aggregate)",
+                "Relayed tokens per second",
+                out_dir / "throughput.png",
+                log_y=True,
+            )
+        )
+        written.append(
+            _sweep_plot(
+                plt,
+                throughput,
+                lambda e: _median(e.get("probe_ttft_ms", {}).get("p99")),
+                "probe TTFT p99 (ms)",
+                "Time to first token beside N streams (p99)",
+                out_dir / "ttft_under_load.png",
+                log_y=True,
+            )
+        )
+        written.append(
+            _sweep_plot(
+                plt,
+                throughput,
+                lambda e: _median((e.get("cpu_s_per_1k_tokens") or {}).get("relay_total")),
+                "CPU s per 1,000 tokens",
+                "Relay CPU cost per token",
+                out_dir / "cpu_per_token.png",
+            )
+        )
     cancel = (results.get("cancel") or {}).get("summary", {})
     if cancel:
-        written.append(_sweep_plot(
-            plt, cancel, lambda e: _median(e.get("disconnect_ms_max")),
-            "worst cancel → disconnect (ms)", "Cancellation reaching the model",
-            out_dir / "cancel.png", log_y=True))
+        written.append(
+            _sweep_plot(
+                plt,
+                cancel,
+                lambda e: _median(e.get("disconnect_ms_max")),
+                "worst cancel → disconnect (ms)",
+                "Cancellation reaching the model",
+                out_dir / "cancel.png",
+                log_y=True,
+            )
+        )
     latency = (results.get("latency") or {}).get("summary", {})
     if latency:
         written.append(_latency_bars(plt, latency, out_dir / "added_latency.png"))
@@ -94,8 +129,9 @@ def _latency_bars(plt: Any, latency: dict[str, Any], path: Path) -> Path | None:
     concurrencies = sorted({c for k in keys for c in latency[k]}, key=int)
     if not keys or not concurrencies:
         return None
-    fig, axes = plt.subplots(1, len(concurrencies), figsize=(5 * len(concurrencies), 4),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(concurrencies), figsize=(5 * len(concurrencies), 4), squeeze=False
+    )
     for ax, concurrency in zip(axes[0], concurrencies, strict=True):
         width = 0.8 / len(keys)
         for i, key in enumerate(keys):

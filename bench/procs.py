@@ -107,8 +107,13 @@ class Service:
             self.proc.wait(timeout=10)
 
 
-def wait_ready(service: Service, ready: Callable[[], bool], what: str, timeout_s: float,
-               poll_s: float = _POLL_S) -> None:
+def wait_ready(
+    service: Service,
+    ready: Callable[[], bool],
+    what: str,
+    timeout_s: float,
+    poll_s: float = _POLL_S,
+) -> None:
     """Poll ``ready()`` (another process: nothing to wait on) until it holds; ServiceFailed
     if the service died or ``timeout_s`` passed first, with the end of its log."""
     deadline = time.monotonic() + timeout_s
@@ -117,8 +122,9 @@ def wait_ready(service: Service, ready: Callable[[], bool], what: str, timeout_s
         if ready():
             return
         if time.monotonic() > deadline:
-            raise ServiceFailed(f"{service.name}: {what} after {timeout_s:.0f}s\n"
-                                f"{service.log_tail()}")
+            raise ServiceFailed(
+                f"{service.name}: {what} after {timeout_s:.0f}s\n{service.log_tail()}"
+            )
         time.sleep(poll_s)
 
 
@@ -126,8 +132,10 @@ def wait_http(service: Service, url: str, timeout_s: float) -> None:
     """Until ``url`` answers 200 (the stand-in, LiteLLM)."""
 
     def answers() -> bool:
-        with contextlib.suppress(OSError, urllib.error.URLError), \
-                urllib.request.urlopen(url, timeout=2.0) as response:  # noqa: S310 - loopback
+        with (
+            contextlib.suppress(OSError, urllib.error.URLError),
+            urllib.request.urlopen(url, timeout=2.0) as response,
+        ):  # noqa: S310 - loopback
             return response.status == 200
         return False
 

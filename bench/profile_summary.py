@@ -18,9 +18,19 @@ from typing import Any
 
 _FRAME = re.compile(r"^(?P<name>.*?) \((?P<file>[^():]*)(?::\d+)?\)$")
 _GENERIC = {
-    "<module>", "main", "run", "Runner.run", "BaseEventLoop.run_until_complete",
-    "BaseEventLoop.run_forever", "BaseEventLoop._run_once", "Handle._run", "_run_code",
-    "_run_module_as_main", "Thread._bootstrap", "Thread._bootstrap_inner", "Thread.run",
+    "<module>",
+    "main",
+    "run",
+    "Runner.run",
+    "BaseEventLoop.run_until_complete",
+    "BaseEventLoop.run_forever",
+    "BaseEventLoop._run_once",
+    "Handle._run",
+    "_run_code",
+    "_run_module_as_main",
+    "Thread._bootstrap",
+    "Thread._bootstrap_inner",
+    "Thread.run",
 }
 _WAITING = "waiting (epoll/poll)"
 # (category, leaf-name patterns, leaf-file patterns); the first match wins.
@@ -90,8 +100,14 @@ def summarize(raw: str, top: int = 12) -> dict[str, Any]:
             inclusive[label] += count
 
     def shares(counter: Counter[str], whole: int, limit: int | None = None) -> list[dict[str, Any]]:
-        return [{"what": what, "share": n / whole, "samples": n}
-                for what, n in counter.most_common(limit)] if whole else []
+        return (
+            [
+                {"what": what, "share": n / whole, "samples": n}
+                for what, n in counter.most_common(limit)
+            ]
+            if whole
+            else []
+        )
 
     return {
         "samples": total,

@@ -21,7 +21,12 @@ _RESULT_DIRS = ("bench/results/", "evals/results/")
 def git(repo: Path, *args: str) -> str:
     try:
         return subprocess.run(  # noqa: S603 - fixed git arguments
-            ["git", *args], cwd=repo, capture_output=True, text=True, timeout=10, check=False,
+            ["git", *args],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
         ).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         return ""

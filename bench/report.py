@@ -50,21 +50,40 @@ def latency_section(latency: dict[str, Any]) -> list[str]:
             else:
                 cells = [_fig(entry["added_ttft_ms"][p], 2, True) for p in ("p50", "p95", "p99")]
                 cells += [_fig(entry["added_total_ms"][p], 1, True) for p in ("p50", "p99")]
-            rows.append([SHORT[key], concurrency, *cells,
-                         str(sum(entry["samples"])), str(entry["errors"])])
-    lines += _table(["path", "streams", "TTFT p50", "TTFT p95", "TTFT p99", "total p50",
-                     "total p99", "samples", "errors"], rows)
-    lines += ["", f"Verdict cache: {latency['verdict_cache']['note']} "
-              f"(decision tiers seen: {latency['verdict_cache']['decision_tiers']}).", ""]
+            rows.append(
+                [SHORT[key], concurrency, *cells, str(sum(entry["samples"])), str(entry["errors"])]
+            )
+    lines += _table(
+        [
+            "path",
+            "streams",
+            "TTFT p50",
+            "TTFT p95",
+            "TTFT p99",
+            "total p50",
+            "total p99",
+            "samples",
+            "errors",
+        ],
+        rows,
+    )
+    lines += [
+        "",
+        f"Verdict cache: {latency['verdict_cache']['note']} "
+        f"(decision tiers seen: {latency['verdict_cache']['decision_tiers']}).",
+        "",
+    ]
     return lines
 
 
 def paced_section(paced: dict[str, Any]) -> list[str]:
     summary = paced["summary"]
     lines = [
-        (f"### 2b. Paced load — every stream paced at {paced['rate_tokens_per_s']:g} tokens/s, "
-         f"{paced['answer_tokens']}-token answers (TTFT added vs (a), ms; median of "
-         f"{paced['reps']} reps [min–max])"),
+        (
+            f"### 2b. Paced load — every stream paced at {paced['rate_tokens_per_s']:g} tokens/s, "
+            f"{paced['answer_tokens']}-token answers (TTFT added vs (a), ms; median of "
+            f"{paced['reps']} reps [min–max])"
+        ),
         "",
     ]
     rows = []
@@ -76,12 +95,30 @@ def paced_section(paced: dict[str, Any]) -> list[str]:
                 cells = [_fig(entry["added_ttft_ms"][p], 2, True) for p in ("p50", "p99")]
             cpu = (entry["cpu_s_per_1k_tokens"] or {}).get("relay_total")
             offered = f"{entry['offered_tokens_per_s']:,.0f}"
-            rows.append([SHORT[key], concurrency, *cells,
-                         f"{_fig(entry['tokens_per_s'], 0)} of {offered}",
-                         _fig(cpu, 3) if key != DIRECT else "—",
-                         str(sum(entry["samples"])), str(entry["errors"])])
-    lines += _table(["path", "streams", "TTFT p50", "TTFT p99", "tokens/s delivered of offered",
-                     "relay CPU-s per 1k tokens", "samples", "errors"], rows)
+            rows.append(
+                [
+                    SHORT[key],
+                    concurrency,
+                    *cells,
+                    f"{_fig(entry['tokens_per_s'], 0)} of {offered}",
+                    _fig(cpu, 3) if key != DIRECT else "—",
+                    str(sum(entry["samples"])),
+                    str(entry["errors"]),
+                ]
+            )
+    lines += _table(
+        [
+            "path",
+            "streams",
+            "TTFT p50",
+            "TTFT p99",
+            "tokens/s delivered of offered",
+            "relay CPU-s per 1k tokens",
+            "samples",
+            "errors",
+        ],
+        rows,
+    )
     return [*lines, ""]
 
 
@@ -96,12 +133,17 @@ def throughput_section(throughput: dict[str, Any]) -> list[str]:
         "Aggregate relayed tokens/s:",
         "",
     ]
-    rows = [[c, *[_fig(summary[k].get(c, {}).get("tokens_per_s"), 0) for k in keys]]
-            for c in concurrencies]
+    rows = [
+        [c, *[_fig(summary[k].get(c, {}).get("tokens_per_s"), 0) for k in keys]]
+        for c in concurrencies
+    ]
     lines += _table(["streams", *[SHORT[k] for k in keys]], rows)
-    lines += ["", f"Time to first token of a {throughput['probe_tokens']}-token probe request "
-              "sent beside the N streams (ms, p50 / p99; n/a: no probe answered in the window):",
-              ""]
+    lines += [
+        "",
+        f"Time to first token of a {throughput['probe_tokens']}-token probe request "
+        "sent beside the N streams (ms, p50 / p99; n/a: no probe answered in the window):",
+        "",
+    ]
     rows = []
     for c in concurrencies:
         cells = []
@@ -111,8 +153,12 @@ def throughput_section(throughput: dict[str, Any]) -> list[str]:
             cells.append(f"{_fig(probe.get('p50'), 1)} / {_fig(probe.get('p99'), 1)}")
         rows.append([c, *cells])
     lines += _table(["streams", *[SHORT[k] for k in keys]], rows)
-    lines += ["", "CPU seconds per 1,000 relayed tokens (the relay's processes together) and "
-              "peak RSS (MB) of each relaying process:", ""]
+    lines += [
+        "",
+        "CPU seconds per 1,000 relayed tokens (the relay's processes together) and "
+        "peak RSS (MB) of each relaying process:",
+        "",
+    ]
     rows = []
     for c in concurrencies:
         cells = []
@@ -120,8 +166,11 @@ def throughput_section(throughput: dict[str, Any]) -> list[str]:
             entry = summary[k].get(c, {})
             cpu = (entry.get("cpu_s_per_1k_tokens") or {}).get("relay_total")
             rss = entry.get("rss_mb_peak", {})
-            rss_text = ", ".join(f"{name} {_num((fig or {}).get('median'), 0)}"
-                                 for name, fig in rss.items() if name not in ("standin", "loadgen"))
+            rss_text = ", ".join(
+                f"{name} {_num((fig or {}).get('median'), 0)}"
+                for name, fig in rss.items()
+                if name not in ("standin", "loadgen")
+            )
             cells.append("—" if cpu is None else f"{_fig(cpu, 3)} s; {rss_text}")
         rows.append([c, *cells])
     lines += _table(["streams", *[SHORT[k] for k in keys]], rows)
@@ -140,12 +189,28 @@ def guard_section(guard: dict[str, Any], real: dict[str, Any] | None) -> list[st
     return [
         "### 3. Guard cost (µs per call, median of reps [min–max])",
         "",
-        *_table(["rules tier, short prompt", "rules tier, 8 KB prompt", "rules tier, refusal",
-                 "judge verdict parse", "cache hit, short", "cache hit, 8 KB",
-                 "embedded judge"], [[
-                     _fig(guard["rules_short_us"], 1), _fig(guard["rules_8kb_us"], 1),
-                     _fig(guard["rules_refusal_us"], 1), _fig(guard["judge_parse_us"], 1),
-                     _fig(cache.get("short"), 1), _fig(cache.get("8kb"), 1), embedded]]),
+        *_table(
+            [
+                "rules tier, short prompt",
+                "rules tier, 8 KB prompt",
+                "rules tier, refusal",
+                "judge verdict parse",
+                "cache hit, short",
+                "cache hit, 8 KB",
+                "embedded judge",
+            ],
+            [
+                [
+                    _fig(guard["rules_short_us"], 1),
+                    _fig(guard["rules_8kb_us"], 1),
+                    _fig(guard["rules_refusal_us"], 1),
+                    _fig(guard["judge_parse_us"], 1),
+                    _fig(cache.get("short"), 1),
+                    _fig(cache.get("8kb"), 1),
+                    embedded,
+                ]
+            ],
+        ),
         "",
         f"Verdict cache: {guard['verdict_cache_note']}.",
         "",
@@ -158,8 +223,7 @@ def _breakdown_lines(stages: dict[str, float]) -> list[str]:
         return []
     ranked = sorted(stages.items(), key=lambda item: -item[1])
     text = ", ".join(f"{name} {value:,.0f}" for name, value in ranked)
-    return [f"Where the rules tier's time goes on the 8 KB prompt (µs, one pass each): {text}.",
-            ""]
+    return [f"Where the rules tier's time goes on the 8 KB prompt (µs, one pass each): {text}.", ""]
 
 
 def cancel_section(cancel: dict[str, Any], kill: dict[str, Any] | None) -> list[str]:
@@ -185,27 +249,48 @@ def cancel_section(cancel: dict[str, Any], kill: dict[str, Any] | None) -> list[
     lines += _table(["streams", *[SHORT[k] for k in keys]], rows)
     if kill and "summary" in kill:
         s = kill["summary"]
-        lines += ["", f"Worker SIGKILLed under {kill['concurrency']} gateway streams → each "
-                  f"client's error after {_fig(s['error_ms_p50'], 1)} ms (p50), "
-                  f"{_fig(s['error_ms_max'], 1)} ms (max); statuses {s['codes']}; "
-                  f"streams left hanging: {s['hung']}."]
+        lines += [
+            "",
+            f"Worker SIGKILLed under {kill['concurrency']} gateway streams → each "
+            f"client's error after {_fig(s['error_ms_p50'], 1)} ms (p50), "
+            f"{_fig(s['error_ms_max'], 1)} ms (max); statuses {s['codes']}; "
+            f"streams left hanging: {s['hung']}.",
+        ]
     return [*lines, ""]
 
 
 def real_model_section(real: dict[str, Any]) -> list[str]:
     rows = []
-    for label, s in (("default (as `make run`)", real["summary"]),
-                     ("with --use-judge", real.get("with_judge"))):
+    for label, s in (
+        ("default (as `make run`)", real["summary"]),
+        ("with --use-judge", real.get("with_judge")),
+    ):
         if s:
-            rows.append([label, _fig(s["ttft_ms"], 0), _fig(s["tokens_per_s"], 1),
-                         f"{_fig(s['decision_ms'], 1)} ({', '.join(s['decision_tiers'])})",
-                         _fig(s["total_ms"], 0), _fig(s["tokens"], 0)])
+            rows.append(
+                [
+                    label,
+                    _fig(s["ttft_ms"], 0),
+                    _fig(s["tokens_per_s"], 1),
+                    f"{_fig(s['decision_ms'], 1)} ({', '.join(s['decision_tiers'])})",
+                    _fig(s["total_ms"], 0),
+                    _fig(s["tokens"], 0),
+                ]
+            )
     return [
         f"### 6. Real model: embedded SmolLM2-135M through gateway + worker "
         f"(`{real['prompt']}`, max {real['max_tokens']} tokens)",
         "",
-        *_table(["gateway", "time to first token (ms)", "tokens/s",
-                 "screening decision (ms, tier)", "total (ms)", "tokens"], rows),
+        *_table(
+            [
+                "gateway",
+                "time to first token (ms)",
+                "tokens/s",
+                "screening decision (ms, tier)",
+                "total (ms)",
+                "tokens",
+            ],
+            rows,
+        ),
         "",
     ]
 
@@ -217,12 +302,24 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     cached = latency.get(GATEWAY_CACHED, {}).get("32") or {}
     for pct, limit in (("p50", 2.0), ("p99", 10.0)):
         value = (cached.get("added_ttft_ms") or {}).get(pct, {}).get("median")
-        checks.append(_check(f"added TTFT (c) {pct} at 32 streams ≤ {limit:g} ms", value,
-                             value is not None and value <= limit, "ms"))
+        checks.append(
+            _check(
+                f"added TTFT (c) {pct} at 32 streams ≤ {limit:g} ms",
+                value,
+                value is not None and value <= limit,
+                "ms",
+            )
+        )
     throughput = (results.get("throughput") or {}).get("summary", {})
     gateway_max = _max_rate(throughput.get(GATEWAY_JUDGE, {}))
-    checks.append(_check("≥ 10,000 relayed tokens/s through gateway + worker", gateway_max,
-                         gateway_max is not None and gateway_max >= 10_000, "tokens/s"))
+    checks.append(
+        _check(
+            "≥ 10,000 relayed tokens/s through gateway + worker",
+            gateway_max,
+            gateway_max is not None and gateway_max >= 10_000,
+            "tokens/s",
+        )
+    )
     litellm_max = _max_rate(throughput.get(LITELLM, {}))
     if litellm_max:
         ratio = (gateway_max or 0) / litellm_max
@@ -231,8 +328,11 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     ours = (cached.get("added_ttft_ms") or {}).get("p99", {})
     if lite.get("median") is not None and ours.get("median") is not None:
         ratio = lite["median"] / max(ours["median"], 1e-3)
-        checks.append(_check("p99 added TTFT at 32 streams ≥ 3× better than LiteLLM's",
-                             ratio, ratio >= 3, "×"))
+        checks.append(
+            _check(
+                "p99 added TTFT at 32 streams ≥ 3× better than LiteLLM's", ratio, ratio >= 3, "×"
+            )
+        )
     checks += _paced_targets(results.get("paced"))
     cancel = (results.get("cancel") or {}).get("summary", {})
     worst = None
@@ -244,8 +344,14 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             if value is not None:
                 worst = value if worst is None else max(worst, value)
     if worst is not None:
-        checks.append(_check("cancel → disconnect < 250 ms at every concurrency (worst stream)",
-                             worst, worst < 250, "ms"))
+        checks.append(
+            _check(
+                "cancel → disconnect < 250 ms at every concurrency (worst stream)",
+                worst,
+                worst < 250,
+                "ms",
+            )
+        )
     return checks
 
 
@@ -258,11 +364,23 @@ def _paced_targets(paced: dict[str, Any] | None) -> list[dict[str, Any]]:
     checks = []
     for pct, limit in (("p50", 2.0), ("p99", 10.0)):
         value = (at_32.get("added_ttft_ms") or {}).get(pct, {}).get("median")
-        checks.append(_check(f"added TTFT (c) {pct} at {load} ≤ {limit:g} ms", value,
-                             value is not None and value <= limit, "ms"))
+        checks.append(
+            _check(
+                f"added TTFT (c) {pct} at {load} ≤ {limit:g} ms",
+                value,
+                value is not None and value <= limit,
+                "ms",
+            )
+        )
     cpu = ((at_32.get("cpu_s_per_1k_tokens") or {}).get("relay_total") or {}).get("median")
-    checks.append(_check(f"gateway + worker CPU at {load} ≤ 0.2 s per 1,000 tokens", cpu,
-                         cpu is not None and cpu <= 0.2, "CPU-s"))
+    checks.append(
+        _check(
+            f"gateway + worker CPU at {load} ≤ 0.2 s per 1,000 tokens",
+            cpu,
+            cpu is not None and cpu <= 0.2,
+            "CPU-s",
+        )
+    )
     return checks
 
 
@@ -274,28 +392,37 @@ def _max_rate(by_concurrency: dict[str, Any]) -> float | None:
 
 def _check(what: str, value: float | None, met: bool, unit: str) -> dict[str, Any]:
     """``met`` is None when the run did not measure it (a quick run, a failed suite)."""
-    return {"target": what, "value": value, "unit": unit,
-            "met": None if value is None else bool(met)}
+    return {
+        "target": what,
+        "value": value,
+        "unit": unit,
+        "met": None if value is None else bool(met),
+    }
 
 
 def targets_section(checks: list[dict[str, Any]]) -> list[str]:
     verdicts = {True: "met", False: "MISSED", None: "not measured"}
-    rows = [[c["target"], f"{_num(c['value'], 2)} {c['unit']}", verdicts[c["met"]]]
-            for c in checks]
+    rows = [[c["target"], f"{_num(c['value'], 2)} {c['unit']}", verdicts[c["met"]]] for c in checks]
     return ["### Targets of the issue", "", *_table(["target", "measured", ""], rows), ""]
 
 
 def incidents_section(incidents: list[dict[str, Any]], shown: int = 5) -> list[str]:
     if not incidents:
         return []
-    lines = [f"### Incidents: {len(incidents)} time(s) a Tandem service stopped serving during a "
-             "run (that run is left out of the figures; the service recovered by itself or was "
-             "restarted)", ""]
+    lines = [
+        f"### Incidents: {len(incidents)} time(s) a Tandem service stopped serving during a "
+        "run (that run is left out of the figures; the service recovered by itself or was "
+        "restarted)",
+        "",
+    ]
     for incident in incidents[:shown]:
-        warnings = "; ".join(f"{name}: {text}" for name, text in incident["last_warnings"].items()
-                             if text)
-        lines.append(f"- after {incident['after']}: {incident['health']}"
-                     f"{' — last warnings: ' + warnings if warnings else ''}")
+        warnings = "; ".join(
+            f"{name}: {text}" for name, text in incident["last_warnings"].items() if text
+        )
+        lines.append(
+            f"- after {incident['after']}: {incident['health']}"
+            f"{' — last warnings: ' + warnings if warnings else ''}"
+        )
     if len(incidents) > shown:
         lines.append(f"- … and {len(incidents) - shown} more (summary.json has them all)")
     return [*lines, ""]

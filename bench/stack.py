@@ -83,18 +83,32 @@ class Stack:
     _help: dict[str, str] = field(default_factory=dict)
 
     def _launch(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Service:
-        service = Service(name, argv, self.tools.logs / f"{name}.log", env or {},
-                          cwd=self.tools.repo)
+        service = Service(
+            name, argv, self.tools.logs / f"{name}.log", env or {}, cwd=self.tools.repo
+        )
         self._started.append(service.start())
         return service
 
-    def standin(self, name: str = "standin", answer_tokens: int = 256,
-                extra: tuple[str, ...] = ()) -> Running:
+    def standin(
+        self, name: str = "standin", answer_tokens: int = 256, extra: tuple[str, ...] = ()
+    ) -> Running:
         address = f"127.0.0.1:{free_port()}"
-        service = self._launch(name, [
-            self.tools.bench_python, "-m", "bench.standin", "--host", "127.0.0.1",
-            "--port", address.rsplit(":", 1)[1], "--answer-tokens", str(answer_tokens), *extra,
-        ], self.tools.bench_env())
+        service = self._launch(
+            name,
+            [
+                self.tools.bench_python,
+                "-m",
+                "bench.standin",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                address.rsplit(":", 1)[1],
+                "--answer-tokens",
+                str(answer_tokens),
+                *extra,
+            ],
+            self.tools.bench_env(),
+        )
         wait_http(service, f"http://{address}/", _READY_S)
         return Running(service, address)
 
@@ -111,18 +125,33 @@ class Stack:
         self._wait_serving(service, running.address, running.health, _READY_S)
         return Running(service, running.address, running.health)
 
-    def gateway(self, name: str, worker: str, ollama_url: str | None,
-                extra: tuple[str, ...] = ()) -> Running:
+    def gateway(
+        self, name: str, worker: str, ollama_url: str | None, extra: tuple[str, ...] = ()
+    ) -> Running:
         model = ["--ollama-url", ollama_url, "--model", JUDGE_MODEL] if ollama_url else []
-        return self._tandem("gateway", name, ["--worker", worker, *model, *extra],
-                            GATEWAY_HEALTH, embedded=ollama_url is None)
+        return self._tandem(
+            "gateway",
+            name,
+            ["--worker", worker, *model, *extra],
+            GATEWAY_HEALTH,
+            embedded=ollama_url is None,
+        )
 
-    def _tandem(self, role: str, name: str, args: list[str], health: str, *,
-                embedded: bool) -> Running:
+    def _tandem(
+        self, role: str, name: str, args: list[str], health: str, *, embedded: bool
+    ) -> Running:
         """``tandem ROLE --listen <free port> --node-name NAME ARGS <load flags>``, ready."""
         address = f"127.0.0.1:{free_port()}"
-        argv = [self.tools.tandem_bin, role, "--listen", address, "--node-name", name, *args,
-                *self._load_flags(role)]
+        argv = [
+            self.tools.tandem_bin,
+            role,
+            "--listen",
+            address,
+            "--node-name",
+            name,
+            *args,
+            *self._load_flags(role),
+        ]
         service = self._launch(name, argv)
         self._wait_serving(service, address, health, _EMBEDDED_READY_S if embedded else _READY_S)
         return Running(service, address, health)
@@ -132,7 +161,10 @@ class Stack:
         if role not in self._help:
             self._help[role] = subprocess.run(  # noqa: S603 - our own binary
                 [self.tools.tandem_bin, role, "--help"],
-                capture_output=True, text=True, timeout=60, check=False,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
             ).stdout
         return flag in self._help[role]
 
@@ -150,10 +182,21 @@ class Stack:
             "litellm_settings:\n"
             "  telemetry: false\n"
         )
-        service = self._launch("litellm", [
-            self.tools.litellm_bin, "--config", str(config), "--host", "127.0.0.1",
-            "--port", str(port), "--num_workers", "1",
-        ], _litellm_env())
+        service = self._launch(
+            "litellm",
+            [
+                self.tools.litellm_bin,
+                "--config",
+                str(config),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--num_workers",
+                "1",
+            ],
+            _litellm_env(),
+        )
         wait_http(service, f"http://127.0.0.1:{port}/health/liveliness", _LITELLM_READY_S)
         return Running(service, f"127.0.0.1:{port}")
 
@@ -172,9 +215,19 @@ class Stack:
 
         def serving() -> bool:
             done = subprocess.run(  # noqa: S603 - our own binary
-                [self.tools.tandem_bin, "health", "--address", address, "--service", health,
-                 "--timeout-s", "2"],
-                capture_output=True, timeout=60, check=False,
+                [
+                    self.tools.tandem_bin,
+                    "health",
+                    "--address",
+                    address,
+                    "--service",
+                    health,
+                    "--timeout-s",
+                    "2",
+                ],
+                capture_output=True,
+                timeout=60,
+                check=False,
             )
             return done.returncode == 0
 
@@ -191,8 +244,12 @@ class Stack:
         self._started.clear()
 
     def _load_flags(self, role: str) -> list[str]:
-        return [arg for flag, value in _LOAD_FLAGS[role]
-                if self.supports(role, flag) for arg in (flag, value)]
+        return [
+            arg
+            for flag, value in _LOAD_FLAGS[role]
+            if self.supports(role, flag)
+            for arg in (flag, value)
+        ]
 
 
 def _litellm_env() -> dict[str, str]:

@@ -93,8 +93,13 @@ def _common_prefix(a: str, b: str) -> int:
 
 def shortest_judge_answer(schema: object) -> str:
     """The shortest JSON object the judge's ``format`` schema requires, allow verdict."""
-    fill = {"verdict": "allow", "threats": [], "difficulty": "low",
-            "task_type": "code_generation", "reason": ""}
+    fill = {
+        "verdict": "allow",
+        "threats": [],
+        "difficulty": "low",
+        "task_type": "code_generation",
+        "reason": "",
+    }
     required = schema.get("required", list(fill)) if isinstance(schema, dict) else list(fill)
     return json.dumps({name: fill.get(name, "") for name in required}, separators=(",", ":"))
 
@@ -162,8 +167,10 @@ class Standin:
             conn.send(wire.json_response(200, {"models": models}))
         elif request.method == "GET" and path == "/api/ps":
             expires = "2036-01-01T00:00:00.000000000Z"
-            models = [{**wire.model_entry(m), "expires_at": expires, "size_vram": 0}
-                      for m in sorted(self._models)]
+            models = [
+                {**wire.model_entry(m), "expires_at": expires, "size_vram": 0}
+                for m in sorted(self._models)
+            ]
             conn.send(wire.json_response(200, {"models": models}))
         elif request.method == "POST" and path == "/api/show":
             conn.send(wire.json_response(200, _show_body()))
@@ -201,8 +208,11 @@ class Standin:
             return
         model = str(body.get("model", ""))
         if _key(model) not in self._models:
-            conn.send(wire.json_response(
-                404, {"error": f'model "{model}" not found, try pulling it first'}))
+            conn.send(
+                wire.json_response(
+                    404, {"error": f'model "{model}" not found, try pulling it first'}
+                )
+            )
             return
         messages = body.get("messages") or []
         if not messages:  # a warm-up: load the model, answer at once
@@ -227,8 +237,14 @@ class Standin:
         first_delay = 0.0
         if self.config.worker_prompt_tps > 0:
             total, cached, first_delay = self._worker.read(_prompt_text(messages))
-            self.seen.model_calls.append({"kind": "worker", "prompt_tokens": total,
-                                          "cached_tokens": cached, "prompt_s": first_delay})
+            self.seen.model_calls.append(
+                {
+                    "kind": "worker",
+                    "prompt_tokens": total,
+                    "cached_tokens": cached,
+                    "prompt_s": first_delay,
+                }
+            )
         count = _int(directives.get("tokens"), self.config.answer_tokens)
         limit = (body.get("options") or {}).get("num_predict")
         reason = "stop"
@@ -242,11 +258,16 @@ class Standin:
         answer = shortest_judge_answer(body.get("format"))
         pieces = [answer[i : i + 3] for i in range(0, len(answer), 3)]  # ~3 characters a token
         rate = self.config.judge_output_tps
-        self.seen.model_calls.append({
-            "kind": "judge", "prompt_tokens": total, "cached_tokens": cached,
-            "prompt_s": prompt_s, "output_tokens": len(pieces),
-            "output_s": len(pieces) / rate if rate > 0 else 0.0,
-        })
+        self.seen.model_calls.append(
+            {
+                "kind": "judge",
+                "prompt_tokens": total,
+                "cached_tokens": cached,
+                "prompt_s": prompt_s,
+                "output_tokens": len(pieces),
+                "output_s": len(pieces) / rate if rate > 0 else 0.0,
+            }
+        )
         return _Plan(pieces, "stop", rate, None, prompt_s)
 
     async def _stream(self, conn: Connection, model: str, plan: _Plan) -> None:
@@ -415,23 +436,47 @@ async def serve(host: str, port: int, config: StandinConfig) -> None:
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.standin", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.standin",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to listen on")
     parser.add_argument("--port", type=int, default=11500)
-    parser.add_argument("--rate", type=float, default=0.0,
-                        help="tokens/s per stream (0: as fast as possible)")
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="tokens/s per stream (0: as fast as possible)"
+    )
     parser.add_argument("--answer-tokens", type=int, default=256, help="answer length in tokens")
-    parser.add_argument("--judge-rate", type=float, default=0.0,
-                        help="tokens/s of the judge's verdict (0: as fast as possible)")
-    parser.add_argument("--judge-prompt-tps", type=float, default=0.0,
-                        help="judge mode: prompt tokens/s of the judge (prefix reuse modelled)")
-    parser.add_argument("--judge-output-tps", type=float, default=0.0,
-                        help="judge mode: output tokens/s of the judge")
-    parser.add_argument("--worker-prompt-tps", type=float, default=0.0,
-                        help="prompt tokens/s of the worker's model (0: first token at once)")
-    parser.add_argument("--model", action="append", default=None,
-                        help="a model to serve (repeatable; default: the worker's and judge's)")
+    parser.add_argument(
+        "--judge-rate",
+        type=float,
+        default=0.0,
+        help="tokens/s of the judge's verdict (0: as fast as possible)",
+    )
+    parser.add_argument(
+        "--judge-prompt-tps",
+        type=float,
+        default=0.0,
+        help="judge mode: prompt tokens/s of the judge (prefix reuse modelled)",
+    )
+    parser.add_argument(
+        "--judge-output-tps",
+        type=float,
+        default=0.0,
+        help="judge mode: output tokens/s of the judge",
+    )
+    parser.add_argument(
+        "--worker-prompt-tps",
+        type=float,
+        default=0.0,
+        help="prompt tokens/s of the worker's model (0: first token at once)",
+    )
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        help="a model to serve (repeatable; default: the worker's and judge's)",
+    )
     return parser.parse_args(argv)
 
 

@@ -47,8 +47,12 @@ class StandinClient:
                 break
             await asyncio.sleep(poll_s)
         for bench_id in pending:
-            ended[bench_id] = {"id": bench_id, "seen": True, "disconnected_at": None,
-                               "completed_at": None}
+            ended[bench_id] = {
+                "id": bench_id,
+                "seen": True,
+                "disconnected_at": None,
+                "completed_at": None,
+            }
         return ended
 
     async def wait_quiet(self, timeout_s: float, poll_s: float = 0.05) -> bool:

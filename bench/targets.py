@@ -16,8 +16,8 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import grpc
@@ -98,12 +98,14 @@ class DirectTarget:
     async def request(self, ask: Ask, record: RequestRecord, counter: TokenCounter) -> None:
         if self._connection is None:
             self._connection = HttpConnection(self.host, self.port)
-        body = json.dumps({
-            "model": WORKER_MODEL,
-            "messages": [{"role": "user", "content": ask.prompt}],
-            "stream": True,
-            "options": {"num_predict": ask.max_tokens},
-        }).encode()
+        body = json.dumps(
+            {
+                "model": WORKER_MODEL,
+                "messages": [{"role": "user", "content": ask.prompt}],
+                "stream": True,
+                "options": {"num_predict": ask.max_tokens},
+            }
+        ).encode()
         lines = self._connection.stream("POST", "/api/chat", body)
         async with contextlib.aclosing(lines):
             async for line in lines:
@@ -131,12 +133,14 @@ class LiteLLMTarget:
     async def request(self, ask: Ask, record: RequestRecord, counter: TokenCounter) -> None:
         if self._connection is None:
             self._connection = HttpConnection(self.host, self.port)
-        body = json.dumps({
-            "model": LITELLM_MODEL,
-            "messages": [{"role": "user", "content": ask.prompt}],
-            "stream": True,
-            "max_tokens": ask.max_tokens,
-        }).encode()
+        body = json.dumps(
+            {
+                "model": LITELLM_MODEL,
+                "messages": [{"role": "user", "content": ask.prompt}],
+                "stream": True,
+                "max_tokens": ask.max_tokens,
+            }
+        ).encode()
         lines = self._connection.stream("POST", "/v1/chat/completions", body)
         async with contextlib.aclosing(lines):
             async for line in lines:
@@ -179,10 +183,16 @@ class WorkerTarget(_GrpcTarget):
         self._stub = worker_pb2_grpc.WorkerServiceStub(self._channel)
 
     async def request(self, ask: Ask, record: RequestRecord, counter: TokenCounter) -> None:
-        await _consume(self._stub.Generate(worker_pb2.GenerateRequest(
-            messages=_messages(ask),
-            options=common_pb2.GenerationOptions(max_tokens=ask.max_tokens),
-        )), record, counter)
+        await _consume(
+            self._stub.Generate(
+                worker_pb2.GenerateRequest(
+                    messages=_messages(ask),
+                    options=common_pb2.GenerationOptions(max_tokens=ask.max_tokens),
+                )
+            ),
+            record,
+            counter,
+        )
 
 
 class GatewayTarget(_GrpcTarget):
@@ -195,14 +205,23 @@ class GatewayTarget(_GrpcTarget):
         self._stub = gateway_pb2_grpc.GatewayServiceStub(self._channel)
 
     async def request(self, ask: Ask, record: RequestRecord, counter: TokenCounter) -> None:
-        await _consume(self._stub.Route(gateway_pb2.RouteRequest(
-            messages=_messages(ask),
-            options=common_pb2.GenerationOptions(max_tokens=ask.max_tokens),
-        )), record, counter, _decision)
+        await _consume(
+            self._stub.Route(
+                gateway_pb2.RouteRequest(
+                    messages=_messages(ask),
+                    options=common_pb2.GenerationOptions(max_tokens=ask.max_tokens),
+                )
+            ),
+            record,
+            counter,
+            _decision,
+        )
 
 
 async def _consume(
-    call: Any, record: RequestRecord, counter: TokenCounter,
+    call: Any,
+    record: RequestRecord,
+    counter: TokenCounter,
     on_decision: Callable[[Any, RequestRecord], None] | None = None,
 ) -> None:
     """Read a streaming call to its end (deltas counted); a hang-up cancels it."""

@@ -14,7 +14,8 @@ def get_weather(city: str) -> str:
 
 
 async def main() -> None:
-    client = TandemChatCompletionClient()  # the gateway at $TANDEM_CLIENT_GATEWAY, or 127.0.0.1:50051
+    # The gateway at $TANDEM_CLIENT_GATEWAY, or 127.0.0.1:50051.
+    client = TandemChatCompletionClient()
     agent = AssistantAgent(
         "assistant",
         model_client=client,

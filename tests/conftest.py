@@ -50,8 +50,13 @@ def scripted_judge(body: dict[str, Any]) -> str:
     """The gateway's fake llama3.1:8b: answers judge calls by markers in the prompt."""
     conversation = body["messages"][-1]["content"]
     if "JUDGE-SAYS-REFUSE" in conversation:
-        return judge_reply("refuse", threats=["malicious_code"], difficulty="medium",
-                           task_type="code_generation", reason="asks for malware")
+        return judge_reply(
+            "refuse",
+            threats=["malicious_code"],
+            difficulty="medium",
+            task_type="code_generation",
+            reason="asks for malware",
+        )
     if "JUDGE-SAYS-GARBAGE" in conversation:
         return "I think this is fine!"
     if "JUDGE-SAYS-HIGH" in conversation:
@@ -97,7 +102,9 @@ def worker_settings(ollama_url: str | None, **overrides: Any) -> WorkerSettings:
     return WorkerSettings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
-def gateway_settings(ollama_url: str | None, workers: list[str], **overrides: Any) -> GatewaySettings:
+def gateway_settings(
+    ollama_url: str | None, workers: list[str], **overrides: Any
+) -> GatewaySettings:
     values: dict[str, Any] = {
         "listen": "127.0.0.1:0",
         "ollama_url": ollama_url,
@@ -120,7 +127,9 @@ async def worker(worker_ollama: FakeOllama) -> AsyncIterator[RunningWorker]:
 
 
 @pytest.fixture
-async def gateway(gateway_ollama: FakeOllama, worker: RunningWorker) -> AsyncIterator[RunningGateway]:
+async def gateway(
+    gateway_ollama: FakeOllama, worker: RunningWorker
+) -> AsyncIterator[RunningGateway]:
     async with running_gateway(gateway_settings(gateway_ollama.url, [worker.address])) as running:
         await wait_for_health(running.address, GATEWAY_SERVICE)
         yield running

@@ -228,9 +228,14 @@ def _handler(fake: FakeOllama) -> type[BaseHTTPRequestHandler]:
                 self.connection.shutdown(socket.SHUT_RDWR)
                 return
             if fake.fail_mode == "busy_503":
-                self._send_json(503, {"error": "server busy, please try again. maximum pending requests exceeded"})
+                self._send_json(
+                    503,
+                    {"error": "server busy, please try again. maximum pending requests exceeded"},
+                )
                 return
-            fake.loaded[model if ":" in model else f"{model}:latest"] = datetime.now(UTC) + _keep_alive(body)
+            fake.loaded[model if ":" in model else f"{model}:latest"] = datetime.now(
+                UTC
+            ) + _keep_alive(body)
             if not body.get("messages"):
                 self._send_json(200, _final_chunk(model, 0, "load"))
                 return
@@ -278,12 +283,22 @@ def _handler(fake: FakeOllama) -> type[BaseHTTPRequestHandler]:
                         self._chunk(b"{not json\n")
                         break
                     if fake.fail_mode == "error_line" and index == 1:
-                        self._chunk(json.dumps({"error": "an error was encountered while running the model"}).encode() + b"\n")
+                        self._chunk(
+                            json.dumps(
+                                {"error": "an error was encountered while running the model"}
+                            ).encode()
+                            + b"\n"
+                        )
                         break
                     gate = fake.token_gate
                     if gate is not None and not gate.acquire(timeout=_GATE_GUARD_S):
                         raise TimeoutError("the test never released the next token")
-                    line = {"model": model, "created_at": _now(), "message": {"role": "assistant", "content": token}, "done": False}
+                    line = {
+                        "model": model,
+                        "created_at": _now(),
+                        "message": {"role": "assistant", "content": token},
+                        "done": False,
+                    }
                     self._chunk(json.dumps(line).encode() + b"\n")
                     fake.tokens_sent += 1
                     if fake.token_delay_s and self._hung_up_within(fake.token_delay_s):
@@ -293,7 +308,9 @@ def _handler(fake: FakeOllama) -> type[BaseHTTPRequestHandler]:
                     if fake.fail_mode == "no_done":
                         self._chunk(b"")
                         return
-                    self._chunk(json.dumps(_final_chunk(model, len(tokens), reason)).encode() + b"\n")
+                    self._chunk(
+                        json.dumps(_final_chunk(model, len(tokens), reason)).encode() + b"\n"
+                    )
                 self._chunk(b"")
                 fake.stream_finished.set()
             except (BrokenPipeError, ConnectionResetError):
@@ -402,9 +419,7 @@ def example_of(schema: dict[str, Any], text: str = "example") -> Any:
     if isinstance(kind, list):
         kind = kind[0]
     if kind == "object":
-        return {
-            name: example_of(sub, text) for name, sub in schema.get("properties", {}).items()
-        }
+        return {name: example_of(sub, text) for name, sub in schema.get("properties", {}).items()}
     if kind == "array":
         return [example_of(schema.get("items", {}), text)]
     return {"string": text, "integer": 3, "number": 2.5, "boolean": True, "null": None}.get(
@@ -432,7 +447,12 @@ def _model_entry(name: str) -> dict[str, Any]:
         "modified_at": "2026-11-01T10:00:00.000000000Z",
         "size": 4_920_753_328,
         "digest": "a" * 64,
-        "details": {"format": "gguf", "family": "llama", "parameter_size": "8.0B", "quantization_level": "Q4_K_M"},
+        "details": {
+            "format": "gguf",
+            "family": "llama",
+            "parameter_size": "8.0B",
+            "quantization_level": "Q4_K_M",
+        },
     }
 
 
@@ -483,10 +503,17 @@ def main() -> None:
     parser.add_argument("--model", action="append", default=None)
     parser.add_argument("--reply", default=FakeOllama.reply)
     parser.add_argument("--token-delay-s", type=float, default=0.0)
-    parser.add_argument("--report-disconnects", action="store_true",
-                        help="print 'disconnected <time.monotonic()>' on each mid-stream hang-up")
+    parser.add_argument(
+        "--report-disconnects",
+        action="store_true",
+        help="print 'disconnected <time.monotonic()>' on each mid-stream hang-up",
+    )
     args = parser.parse_args()
-    fake = FakeOllama(models=args.model or ["qwen3-coder-next:latest"], reply=args.reply, token_delay_s=args.token_delay_s)
+    fake = FakeOllama(
+        models=args.model or ["qwen3-coder-next:latest"],
+        reply=args.reply,
+        token_delay_s=args.token_delay_s,
+    )
     start_fake_ollama(fake, args.host, args.port)
     print(fake.url, flush=True)
     while args.report_disconnects:  # one hang-up at a time: the caller waits for each line

@@ -77,7 +77,9 @@ class RouteResult:
         return [kind for i, kind in enumerate(self.order) if i == 0 or kind != self.order[i - 1]]
 
 
-async def route(address: str, request: gateway_pb2.RouteRequest, timeout: float = GUARD_S) -> RouteResult:
+async def route(
+    address: str, request: gateway_pb2.RouteRequest, timeout: float = GUARD_S
+) -> RouteResult:
     result = RouteResult()
     async with grpc.aio.insecure_channel(address) as channel:
         stub = gateway_pb2_grpc.GatewayServiceStub(channel)
@@ -137,16 +139,23 @@ def rich_details(exc: grpc.aio.AioRpcError) -> list[Any]:
     return unpacked
 
 
-def judge_reply(verdict: str = "allow", *, threats: list[str] | None = None,
-                difficulty: str = "low", task_type: str = "code_generation",
-                reason: str = "an ordinary coding task") -> str:
-    return json.dumps({
-        "verdict": verdict,
-        "threats": threats or [],
-        "difficulty": difficulty,
-        "task_type": task_type,
-        "reason": reason,
-    })
+def judge_reply(
+    verdict: str = "allow",
+    *,
+    threats: list[str] | None = None,
+    difficulty: str = "low",
+    task_type: str = "code_generation",
+    reason: str = "an ordinary coding task",
+) -> str:
+    return json.dumps(
+        {
+            "verdict": verdict,
+            "threats": threats or [],
+            "difficulty": difficulty,
+            "task_type": task_type,
+            "reason": reason,
+        }
+    )
 
 
 MetricSamples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -167,7 +176,10 @@ async def scrape_metrics(address: str) -> MetricSamples:
 async def worker_generate_calls(metrics_address: str) -> int:
     """How many Generate calls the worker finished, any status (tandem_worker_calls_total)."""
     samples = await scrape_metrics(metrics_address)
-    return int(sum(
-        value for (name, labels), value in samples.items()
-        if name == "tandem_worker_calls_total" and ("method", "Generate") in labels
-    ))
+    return int(
+        sum(
+            value
+            for (name, labels), value in samples.items()
+            if name == "tandem_worker_calls_total" and ("method", "Generate") in labels
+        )
+    )

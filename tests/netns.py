@@ -83,7 +83,9 @@ def second_host() -> Iterator[SecondHost]:
             _ip("link", "set", peer, "netns", host.namespace)
             _ip("addr", "add", f"{GATEWAY_IP}/16", "dev", host.host_link)
             _ip("link", "set", host.host_link, "up")
-            _ip("netns", "exec", host.namespace, "ip", "addr", "add", f"{WORKER_IP}/16", "dev", peer)
+            _ip(
+                "netns", "exec", host.namespace, "ip", "addr", "add", f"{WORKER_IP}/16", "dev", peer
+            )
             _ip("netns", "exec", host.namespace, "ip", "link", "set", peer, "up")
             _ip("netns", "exec", host.namespace, "ip", "link", "set", "lo", "up")
             yield host

@@ -139,8 +139,11 @@ async def test_a_30kb_benign_tool_result_is_allowed_and_read_whole(
     read = "".join(w for w in judged_windows(judge_ollama) if 'kind="tool"' in w)
     for line in blob.splitlines():
         assert line in read  # no head-and-tail cut: every line was in some window
-    tool_formats = [r["format"] for r in judge_ollama.generation_requests()
-                    if 'kind="tool"' in r["messages"][-1]["content"]]
+    tool_formats = [
+        r["format"]
+        for r in judge_ollama.generation_requests()
+        if 'kind="tool"' in r["messages"][-1]["content"]
+    ]
     assert tool_formats and all(f == SHORT_SCHEMA for f in tool_formats)  # no difficulty asked
 
 
@@ -174,8 +177,9 @@ async def test_a_window_boundary_inside_the_attack_sentence_still_catches_it(
 ) -> None:
     size, overlap = 1_000, 200
     blob = with_planted(benign_blob(5_000), size - 40, JUDGE_ONLY_ATTACK)  # straddles 1,000
-    async with _gateway(judge_ollama, worker, judge_window_chars=size,
-                        judge_window_overlap_chars=overlap) as gateway:
+    async with _gateway(
+        judge_ollama, worker, judge_window_chars=size, judge_window_overlap_chars=overlap
+    ) as gateway:
         await wait_for_health(gateway.address, GATEWAY_SERVICE)
         result = await route(gateway.address, gateway_pb2.RouteRequest(messages=agent_turns(blob)))
     tool_windows = [w for w in judged_windows(judge_ollama) if 'kind="tool"' in w]
@@ -225,8 +229,9 @@ async def test_a_tool_definition_is_screened_too(
         description=f"Reads a file. {JUDGE_ONLY_ATTACK}",
         parameters=dict_to_struct({"type": "object", "properties": {"path": {"type": "string"}}}),
     )
-    result = await route(gateway.address, gateway_pb2.RouteRequest(
-        messages=[user("Read setup.py")], tools=[tool]))
+    result = await route(
+        gateway.address, gateway_pb2.RouteRequest(messages=[user("Read setup.py")], tools=[tool])
+    )
     assert result.decision.verdict == gateway_pb2.VERDICT_REFUSE
     assert "tool definition 0" in result.decision.reason
     assert not result.decision.HasField("message_index")
@@ -253,10 +258,15 @@ async def test_on_the_embedded_default_the_rules_and_classifier_screen_30kb_whol
     """No judge on the embedded default: the fast tiers read every byte themselves."""
     async with _gateway(None, worker) as gateway:
         await wait_for_health(gateway.address, GATEWAY_SERVICE)
-        attacked = await route(gateway.address, gateway_pb2.RouteRequest(
-            messages=agent_turns(with_planted(benign_blob(), 15_000, RULES_ATTACK))))
-        benign = await route(gateway.address, gateway_pb2.RouteRequest(
-            messages=agent_turns(benign_blob())))
+        attacked = await route(
+            gateway.address,
+            gateway_pb2.RouteRequest(
+                messages=agent_turns(with_planted(benign_blob(), 15_000, RULES_ATTACK))
+            ),
+        )
+        benign = await route(
+            gateway.address, gateway_pb2.RouteRequest(messages=agent_turns(benign_blob()))
+        )
     assert attacked.decision.verdict == gateway_pb2.VERDICT_REFUSE
     assert attacked.decision.tier == gateway_pb2.DECISION_TIER_RULES
     assert attacked.decision.message_index == 3
@@ -283,12 +293,14 @@ async def test_speculative_generation_on_a_withheld_tool_result_is_discarded(
 
     fake = start_fake_ollama(FakeOllama(models=[JUDGE_MODEL], responder=judge))
     try:
-        async with _gateway(fake, worker, indirect_injection="withhold",
-                            speculative_dispatch=True) as gateway:
+        async with _gateway(
+            fake, worker, indirect_injection="withhold", speculative_dispatch=True
+        ) as gateway:
             await wait_for_health(gateway.address, GATEWAY_SERVICE)
             blob = with_planted(benign_blob(3_000), 1_500, JUDGE_ONLY_ATTACK)
-            result = await route(gateway.address,
-                                 gateway_pb2.RouteRequest(messages=agent_turns(blob)))
+            result = await route(
+                gateway.address, gateway_pb2.RouteRequest(messages=agent_turns(blob))
+            )
     finally:
         stop_fake_ollama(fake)
     assert result.decision.verdict == gateway_pb2.VERDICT_ALLOW

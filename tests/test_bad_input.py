@@ -16,7 +16,15 @@ from tandem_gateway.server import RunningGateway, running_gateway
 from tandem_worker.server import RunningWorker
 from tests.conftest import gateway_settings
 from tests.fake_ollama import FakeOllama
-from tests.helpers import GATEWAY_SERVICE, GUARD_S, gateway_stub, rich_details, route, user, wait_for_health
+from tests.helpers import (
+    GATEWAY_SERVICE,
+    GUARD_S,
+    gateway_stub,
+    rich_details,
+    route,
+    user,
+    wait_for_health,
+)
 
 
 def tool(text: str) -> common_pb2.ChatMessage:
@@ -41,7 +49,9 @@ def _field_of(exc: grpc.aio.AioRpcError) -> str:
 
 
 async def _still_answers(address: str) -> None:
-    result = await route(address, gateway_pb2.RouteRequest(messages=[user("Write hello world in C")]))
+    result = await route(
+        address, gateway_pb2.RouteRequest(messages=[user("Write hello world in C")])
+    )
     assert result.summary is not None and result.text
 
 
@@ -50,15 +60,25 @@ DEEP_JSON = '{"result": ' + "[" * 5000 + "1" + "]" * 5000 + "}"
 CASES: list[tuple[str, list[common_pb2.ChatMessage], str, str]] = [
     ("NUL byte", [user("print('a')\x00rm -rf /")], "messages[0].content", "NUL"),
     ("NUL only", [user("\x00" * 64)], "messages[0].content", "NUL"),
-    ("deep tool JSON", [user("run the tool"), tool(DEEP_JSON), user("go on")], "messages[1].content", "nests"),
+    (
+        "deep tool JSON",
+        [user("run the tool"), tool(DEEP_JSON), user("go on")],
+        "messages[1].content",
+        "nests",
+    ),
     ("thousands of messages", [user(f"part {i}") for i in range(3000)], "messages", "at most"),
 ]
 
 
 @pytest.mark.parametrize(("label", "messages", "field", "says"), CASES, ids=[c[0] for c in CASES])
 async def test_bad_conversations_are_invalid_argument_naming_the_field(
-    gateway: RunningGateway, worker_ollama: FakeOllama, gateway_ollama: FakeOllama,
-    label: str, messages: list[common_pb2.ChatMessage], field: str, says: str,
+    gateway: RunningGateway,
+    worker_ollama: FakeOllama,
+    gateway_ollama: FakeOllama,
+    label: str,
+    messages: list[common_pb2.ChatMessage],
+    field: str,
+    says: str,
 ) -> None:
     exc = await _rejected(gateway.address, gateway_pb2.RouteRequest(messages=messages))
     assert _field_of(exc) == field
@@ -71,7 +91,9 @@ async def test_deep_json_in_a_user_message_is_just_text(
     gateway: RunningGateway, worker_ollama: FakeOllama
 ) -> None:
     """Only tool results are parsed as data by agents; a user may paste anything."""
-    result = await route(gateway.address, gateway_pb2.RouteRequest(messages=[user("what is this? " + DEEP_JSON)]))
+    result = await route(
+        gateway.address, gateway_pb2.RouteRequest(messages=[user("what is this? " + DEEP_JSON)])
+    )
     assert result.decision.verdict == gateway_pb2.VERDICT_ALLOW
     assert result.text == worker_ollama.reply
     (sent,) = worker_ollama.generation_requests()
@@ -81,13 +103,21 @@ async def test_deep_json_in_a_user_message_is_just_text(
 async def test_limits_are_configurable(
     gateway_ollama: FakeOllama, worker: RunningWorker, worker_ollama: FakeOllama
 ) -> None:
-    settings = gateway_settings(gateway_ollama.url, [worker.address], max_prompt_chars=1_000, max_tool_nesting=3)
+    settings = gateway_settings(
+        gateway_ollama.url, [worker.address], max_prompt_chars=1_000, max_tool_nesting=3
+    )
     async with running_gateway(settings) as gateway:
         await wait_for_health(gateway.address, GATEWAY_SERVICE)
-        huge = await _rejected(gateway.address, gateway_pb2.RouteRequest(messages=[user("x" * 1_001)]))
-        nested = await _rejected(gateway.address, gateway_pb2.RouteRequest(
-            messages=[user("run"), tool('{"a": [[[1]]]}')]))
-        fine = await route(gateway.address, gateway_pb2.RouteRequest(messages=[user("run"), tool('{"a": [[1]]}')]))
+        huge = await _rejected(
+            gateway.address, gateway_pb2.RouteRequest(messages=[user("x" * 1_001)])
+        )
+        nested = await _rejected(
+            gateway.address,
+            gateway_pb2.RouteRequest(messages=[user("run"), tool('{"a": [[[1]]]}')]),
+        )
+        fine = await route(
+            gateway.address, gateway_pb2.RouteRequest(messages=[user("run"), tool('{"a": [[1]]}')])
+        )
     assert _field_of(huge) == "messages" and "1000 characters" in (huge.details() or "")
     assert _field_of(nested) == "messages[1].content"
     assert fine.decision.verdict == gateway_pb2.VERDICT_ALLOW
@@ -122,8 +152,13 @@ def test_the_invalid_utf8_field_is_located_in_hand_built_bytes() -> None:
     raw = _classify_bytes(b"ok") + _classify_bytes(b"caf\xc3 bad")[0:]
     where = first_invalid_utf8_field(gateway_pb2.ClassifyRequest.DESCRIPTOR, raw)
     assert where == "messages[1].content (invalid UTF-8 at byte 3)"
-    assert first_invalid_utf8_field(gateway_pb2.ClassifyRequest.DESCRIPTOR, _classify_bytes(b"fine")) is None
-    assert first_invalid_utf8_field(gateway_pb2.ClassifyRequest.DESCRIPTOR, b"\x0a\xff") is None  # truncated
+    assert (
+        first_invalid_utf8_field(gateway_pb2.ClassifyRequest.DESCRIPTOR, _classify_bytes(b"fine"))
+        is None
+    )
+    assert (
+        first_invalid_utf8_field(gateway_pb2.ClassifyRequest.DESCRIPTOR, b"\x0a\xff") is None
+    )  # truncated
 
 
 def test_bracket_depth_ignores_strings_and_stops_early() -> None:

@@ -26,10 +26,26 @@ def _run_quick(results: Path) -> subprocess.CompletedProcess[str]:
     python = Path(sys.executable)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "shared")])}
     return subprocess.run(
-        [str(python), "-m", "bench", "--quick", "--results-dir", str(results),
-         "--tandem-bin", str(python.parent / "tandem"), "--tandem-python", str(python),
-         "--skip", "litellm"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=RUN_LIMIT_S, check=False,
+        [
+            str(python),
+            "-m",
+            "bench",
+            "--quick",
+            "--results-dir",
+            str(results),
+            "--tandem-bin",
+            str(python.parent / "tandem"),
+            "--tandem-python",
+            str(python),
+            "--skip",
+            "litellm",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=RUN_LIMIT_S,
+        check=False,
     )
 
 
@@ -45,8 +61,9 @@ def test_quick_bench_writes_well_formed_results(tmp_path: Path) -> None:
 
     summary = _load(tmp_path, "summary")
     # Every artifact names the commit it measured and whether the tree was clean.
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                          check=True).stdout.strip()
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
     for name in ("summary", *summary["suites"]):
         taken = _load(tmp_path, name)["provenance"]
         assert taken["commit"] == head and isinstance(taken["tree_clean"], bool), name

@@ -40,7 +40,10 @@ def _tandem(*argv: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
     base = {k: v for k, v in os.environ.items() if not k.startswith("TANDEM_")}
     return subprocess.run(
         [sys.executable, "-m", "tandem.cli.main", *argv],
-        capture_output=True, text=True, timeout=120, env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**base, **env},
     )
 
 
@@ -57,10 +60,14 @@ async def test_ask_status_and_health_with_token_and_tls(
     no_token = await asyncio.to_thread(_tandem, "ask", "--gateway", gateway.address, "hi", env=tls)
     assert no_token.returncode == 1 and "UNAUTHENTICATED" in no_token.stderr
     with_token = {**tls, "TANDEM_CLIENT_TOKEN_FILE": str(token_file)}
-    answered = await asyncio.to_thread(_tandem, "ask", "--gateway", gateway.address, "hi", env=with_token)
+    answered = await asyncio.to_thread(
+        _tandem, "ask", "--gateway", gateway.address, "hi", env=with_token
+    )
     assert answered.returncode == 0, answered.stderr
     assert answered.stdout.strip() == "secured answer"
-    status = await asyncio.to_thread(_tandem, "status", "--gateway", gateway.address, env=with_token)
+    status = await asyncio.to_thread(
+        _tandem, "status", "--gateway", gateway.address, env=with_token
+    )
     assert status.returncode == 0, status.stderr
     plaintext = await asyncio.to_thread(_tandem, "ask", "--gateway", gateway.address, "hi", env={})
     assert plaintext.returncode == 1

@@ -54,7 +54,10 @@ def test_role_commands_parse_into_settings(compose: dict, monkeypatch: pytest.Mo
 
 def test_healthchecks_use_the_health_command_with_service_names(compose: dict) -> None:
     parser = build_parser()
-    for role, service_name in (("gateway", "tandem.v1.GatewayService"), ("worker", "tandem.v1.WorkerService")):
+    for role, service_name in (
+        ("gateway", "tandem.v1.GatewayService"),
+        ("worker", "tandem.v1.WorkerService"),
+    ):
         test = compose["services"][role]["healthcheck"]["test"]
         assert test[:2] == ["CMD", "tandem"]
         args = parser.parse_args(test[2:])

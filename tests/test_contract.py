@@ -52,12 +52,23 @@ def test_route_response_is_a_oneof_of_decision_delta_summary_tool_call() -> None
     oneof = gateway_pb2.RouteResponse.DESCRIPTOR.oneofs_by_name["event"]
     # Additive only: the first three keep their numbers, tool calls came later.
     assert [(f.name, f.number) for f in oneof.fields] == [
-        ("decision", 1), ("delta", 2), ("summary", 3), ("tool_call", 4),
+        ("decision", 1),
+        ("delta", 2),
+        ("summary", 3),
+        ("tool_call", 4),
     ]
     assert [v.name for v in common_pb2.Role.DESCRIPTOR.values] == [
-        "ROLE_UNSPECIFIED", "ROLE_SYSTEM", "ROLE_USER", "ROLE_ASSISTANT", "ROLE_TOOL",
+        "ROLE_UNSPECIFIED",
+        "ROLE_SYSTEM",
+        "ROLE_USER",
+        "ROLE_ASSISTANT",
+        "ROLE_TOOL",
     ]
     assert [v.name for v in gateway_pb2.ThreatCategory.DESCRIPTOR.values] == [
-        "THREAT_CATEGORY_UNSPECIFIED", "THREAT_CATEGORY_PROMPT_INJECTION", "THREAT_CATEGORY_JAILBREAK",
-        "THREAT_CATEGORY_HARMFUL", "THREAT_CATEGORY_MALICIOUS_CODE", "THREAT_CATEGORY_EXFILTRATION",
+        "THREAT_CATEGORY_UNSPECIFIED",
+        "THREAT_CATEGORY_PROMPT_INJECTION",
+        "THREAT_CATEGORY_JAILBREAK",
+        "THREAT_CATEGORY_HARMFUL",
+        "THREAT_CATEGORY_MALICIOUS_CODE",
+        "THREAT_CATEGORY_EXFILTRATION",
     ]

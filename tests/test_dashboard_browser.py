@@ -82,9 +82,16 @@ def browser(tmp_path: Path) -> Iterator[Any]:
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for flag in (
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp_path / 'profile'}",
         "--window-size=1400,1200",
     ):
         options.add_argument(flag)
@@ -114,7 +121,8 @@ class Page:
     async def text(self, selector: str) -> str:
         return await asyncio.to_thread(
             self.driver.execute_script,
-            "return document.querySelector(arguments[0]).textContent", selector,
+            "return document.querySelector(arguments[0]).textContent",
+            selector,
         )
 
     async def url(self) -> str:
@@ -162,8 +170,9 @@ async def test_dashboard_live_in_a_browser(
 
             await page.open(f"{gateway.http.url}/dashboard")
             await page.wait_for_text(f"{row} .state", "serving")
-            await page.wait_for_text(f'{row} [data-model^="{WORKER_MODEL}"]', WORKER_MODEL,
-                                     contains=True)
+            await page.wait_for_text(
+                f'{row} [data-model^="{WORKER_MODEL}"]', WORKER_MODEL, contains=True
+            )
             await page.wait_for_text("#readiness", "READY")
             await page.wait_for_text("#connection", "live")
 
@@ -203,7 +212,9 @@ async def test_with_tokens_the_page_needs_one_and_keeps_it_out_of_the_url(
     page = Page(browser)
     viewer = Minted.new("dashboard", "status")
     settings = gateway_settings(
-        gateway_ollama.url, [worker.address], metrics_listen="127.0.0.1:0",
+        gateway_ollama.url,
+        [worker.address],
+        metrics_listen="127.0.0.1:0",
         auth_tokens=[viewer.line],
     )
     async with running_gateway(settings) as gateway:

@@ -119,7 +119,10 @@ async def test_tandem_openai_reaches_a_secured_gateway_with_the_client_settings(
     worker_ollama.reply = "over the OpenAI API"
     process = subprocess.Popen(
         [sys.executable, "-m", "tandem.cli.main", "openai", "--listen", "127.0.0.1:0"],
-        cwd=ROOT, env=_child_env(client_env), stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        env=_child_env(client_env),
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert process.stderr is not None
@@ -149,7 +152,11 @@ async def test_tandem_health_defaults_to_the_client_gateway_over_tls(
     checked = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "tandem.cli.main", "health", "--service", GATEWAY_SERVICE],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert checked.returncode == 0, checked.stderr
     assert checked.stdout.strip().endswith("SERVING")

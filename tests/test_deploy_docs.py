@@ -37,8 +37,14 @@ def test_every_tandem_command_in_the_walkthrough_parses(command: str) -> None:
 
 def test_the_walkthrough_sets_up_and_installs_both_roles() -> None:
     commands = _tandem_commands()
-    for needed in ("setup gateway", "setup worker", "service install --role worker",
-                   "service install --role gateway", "status", "ask "):
+    for needed in (
+        "setup gateway",
+        "setup worker",
+        "service install --role worker",
+        "service install --role gateway",
+        "status",
+        "ask ",
+    ):
         assert any(c.startswith(needed) for c in commands), needed
 
 

@@ -35,7 +35,9 @@ def _make(tmp_path: Path, folder: Path, *argv: str) -> subprocess.CompletedProce
     return subprocess.run(
         [make, "-C", str(tmp_path), *argv],
         env={"PATH": str(folder), "HOME": str(tmp_path)},
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 

@@ -70,9 +70,20 @@ async def test_the_worker_waits_for_its_address_then_serves(bridge_down: SecondH
         assert ollama.stdout is not None
         ollama_url = ollama.stdout.readline().strip()
         worker = bridge_down.popen(
-            sys.executable, "-m", "tandem.cli.main", "worker", "--listen", WORKER_ADDRESS,
-            "--ollama-url", ollama_url, "--model", "qwen3-coder-next", "--metrics-listen", "",
-            cwd=ROOT, stderr=subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "tandem.cli.main",
+            "worker",
+            "--listen",
+            WORKER_ADDRESS,
+            "--ollama-url",
+            ollama_url,
+            "--model",
+            "qwen3-coder-next",
+            "--metrics-listen",
+            "",
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
         )
         logs = LogWatch(worker)
         waiting = logs.wait_for("waiting for address")

@@ -34,14 +34,17 @@ from tests.helpers import (
     SERVING,
     gateway_stub,
     route,
-    user,
     start_stream,
+    user,
     wait_for_health,
 )
 from tests.netns import WORKER_IP, SecondHost, second_host, unavailable_reason
 
 _REASON = unavailable_reason()
-pytestmark = [pytest.mark.netns, pytest.mark.skipif(_REASON is not None, reason=f"no second host: {_REASON}")]
+pytestmark = [
+    pytest.mark.netns,
+    pytest.mark.skipif(_REASON is not None, reason=f"no second host: {_REASON}"),
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER_ADDRESS = f"{WORKER_IP}:50052"
@@ -65,8 +68,16 @@ class MacMini:
     def start_ollama(self, token_delay_s: float = 0.0, *, report_disconnects: bool = False) -> str:
         flags = ["--report-disconnects"] if report_disconnects else []
         self.ollama = self.host.popen(
-            sys.executable, "-m", "tests.fake_ollama", "--reply", SLOW_REPLY,
-            "--token-delay-s", str(token_delay_s), *flags, stdout=subprocess.PIPE, cwd=ROOT,
+            sys.executable,
+            "-m",
+            "tests.fake_ollama",
+            "--reply",
+            SLOW_REPLY,
+            "--token-delay-s",
+            str(token_delay_s),
+            *flags,
+            stdout=subprocess.PIPE,
+            cwd=ROOT,
         )
         assert self.ollama.stdout is not None
         return self.ollama.stdout.readline().strip()
@@ -81,9 +92,22 @@ class MacMini:
 
     def start_worker(self, ollama_url: str) -> None:
         self.worker = self.host.popen(
-            sys.executable, "-m", "tandem.cli.main", "worker", "--listen", WORKER_ADDRESS,
-            "--ollama-url", ollama_url, "--model", "qwen3-coder-next", "--metrics-listen", "",
-            "--probe-interval-s", "0.2", cwd=ROOT, stderr=subprocess.DEVNULL,
+            sys.executable,
+            "-m",
+            "tandem.cli.main",
+            "worker",
+            "--listen",
+            WORKER_ADDRESS,
+            "--ollama-url",
+            ollama_url,
+            "--model",
+            "qwen3-coder-next",
+            "--metrics-listen",
+            "",
+            "--probe-interval-s",
+            "0.2",
+            cwd=ROOT,
+            stderr=subprocess.DEVNULL,
         )
 
     def kill(self, process: subprocess.Popen[str] | None) -> None:
@@ -122,12 +146,15 @@ def _report(what: str, *seconds: float) -> None:
             results.write(json.dumps({"event": what, "ms": ms}) + "\n")
 
 
-async def test_gateway_first_then_worker_then_link_down_and_up(macbook: RunningGateway, mac_mini: MacMini) -> None:
+async def test_gateway_first_then_worker_then_link_down_and_up(
+    macbook: RunningGateway, mac_mini: MacMini
+) -> None:
     await wait_for_health(macbook.address, GATEWAY_SERVICE, NOT_SERVING)
     mac_mini.start_worker(mac_mini.start_ollama())
     await wait_for_health(macbook.address, GATEWAY_SERVICE, SERVING)
-    result = await route(macbook.address, gateway_pb2.RouteRequest(
-        messages=[user("hi")], options={"max_tokens": 5}))
+    result = await route(
+        macbook.address, gateway_pb2.RouteRequest(messages=[user("hi")], options={"max_tokens": 5})
+    )
     assert result.summary.worker == WORKER_ADDRESS and result.tokens == 5
 
     cut = time.monotonic()
@@ -135,7 +162,9 @@ async def test_gateway_first_then_worker_then_link_down_and_up(macbook: RunningG
     await wait_for_health(macbook.address, GATEWAY_SERVICE, NOT_SERVING)
     _report("link down -> gateway NOT_SERVING", time.monotonic() - cut)
     async with grpc.aio.insecure_channel(macbook.address) as channel:
-        status = await gateway_stub(channel).GetClusterStatus(gateway_pb2.GetClusterStatusRequest(), timeout=GUARD_S)
+        status = await gateway_stub(channel).GetClusterStatus(
+            gateway_pb2.GetClusterStatusRequest(), timeout=GUARD_S
+        )
     assert status.workers[0].state == gateway_pb2.WORKER_STATE_UNREACHABLE
     assert status.workers[0].consecutive_failures >= 1
 
@@ -143,13 +172,19 @@ async def test_gateway_first_then_worker_then_link_down_and_up(macbook: RunningG
     mac_mini.host.restore_link()
     await wait_for_health(macbook.address, GATEWAY_SERVICE, SERVING)
     _report("link up -> gateway SERVING", time.monotonic() - restored)
-    result = await route(macbook.address, gateway_pb2.RouteRequest(messages=[user("hi")], options={"max_tokens": 3}))
+    result = await route(
+        macbook.address, gateway_pb2.RouteRequest(messages=[user("hi")], options={"max_tokens": 3})
+    )
     assert result.tokens == 3
 
 
-async def _route_until_first_delta(address: str) -> tuple[grpc.aio.Channel, grpc.aio.UnaryStreamCall]:
+async def _route_until_first_delta(
+    address: str,
+) -> tuple[grpc.aio.Channel, grpc.aio.UnaryStreamCall]:
     channel = grpc.aio.insecure_channel(address)
-    call = gateway_stub(channel).Route(gateway_pb2.RouteRequest(messages=[user("write a lot")]), timeout=GUARD_S)
+    call = gateway_stub(channel).Route(
+        gateway_pb2.RouteRequest(messages=[user("write a lot")]), timeout=GUARD_S
+    )
     while (await call.read()).WhichOneof("event") != "delta":
         pass
     return channel, call
@@ -158,7 +193,9 @@ async def _route_until_first_delta(address: str) -> tuple[grpc.aio.Channel, grpc
 async def _drain_expecting_error(call: grpc.aio.UnaryStreamCall) -> grpc.aio.AioRpcError:
     try:
         while (event := await call.read()) is not grpc.aio.EOF:
-            assert event.WhichOneof("event") == "delta", "a broken stream must not end with a summary"
+            assert event.WhichOneof("event") == "delta", (
+                "a broken stream must not end with a summary"
+            )
     except grpc.aio.AioRpcError as exc:
         return exc
     raise AssertionError("the stream ended OK with half an answer")
@@ -216,7 +253,9 @@ async def test_a_client_cancel_reaches_ollama_across_the_link(
     _report(f"client cancel via {via} -> Ollama sees the disconnect", *delays)
 
 
-async def test_worker_restart_recovers_without_touching_the_gateway(macbook: RunningGateway, mac_mini: MacMini) -> None:
+async def test_worker_restart_recovers_without_touching_the_gateway(
+    macbook: RunningGateway, mac_mini: MacMini
+) -> None:
     url = mac_mini.start_ollama()
     mac_mini.start_worker(url)
     await wait_for_health(macbook.address, GATEWAY_SERVICE, SERVING)
@@ -228,5 +267,7 @@ async def test_worker_restart_recovers_without_touching_the_gateway(macbook: Run
     mac_mini.start_worker(url)
     await wait_for_health(macbook.address, GATEWAY_SERVICE, SERVING)
     _report("worker restarted -> gateway SERVING", time.monotonic() - restarted)
-    result = await route(macbook.address, gateway_pb2.RouteRequest(messages=[user("hi")], options={"max_tokens": 2}))
+    result = await route(
+        macbook.address, gateway_pb2.RouteRequest(messages=[user("hi")], options={"max_tokens": 2})
+    )
     assert result.tokens == 2

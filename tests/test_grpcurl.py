@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import platform
+import re
 import shlex
 import shutil
 import subprocess

@@ -56,8 +56,12 @@ def test_classifier_scores_clear_cases() -> None:
 
 
 def test_the_highest_scoring_untrusted_message_decides() -> None:
-    turns = [ChatTurn("system", "You are a coding assistant."), ChatTurn("user", "Sort a list"),
-             ChatTurn("tool", CLEAR_THREAT), ChatTurn("user", "thanks")]
+    turns = [
+        ChatTurn("system", "You are a coding assistant."),
+        ChatTurn("user", "Sort a list"),
+        ChatTurn("tool", CLEAR_THREAT),
+        ChatTurn("user", "thanks"),
+    ]
     result = CLASSIFIER.assess(turns)
     assert result.turn_index == 2 and result.score == CLASSIFIER.assess_message(turns[2]).score
     assert CLASSIFIER.assess(turns[:2]).score < CLASSIFIER.thresholds.decide
@@ -292,4 +296,5 @@ def test_the_shipped_artifact_uses_the_encoder_it_names() -> None:
     windows = window_features(text, shared_encoder())
     assert len(windows) == 1 and windows[0].dense is not None
     assert CLASSIFIER.threat_score(text) == pytest.approx(
-        float(CLASSIFIER._threat.window_scores(windows[0])[0]), abs=1e-5)
+        float(CLASSIFIER._threat.window_scores(windows[0])[0]), abs=1e-5
+    )

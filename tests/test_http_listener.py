@@ -29,9 +29,7 @@ SECRET_MARKER = "PURPLE-OTTER-7731"
 async def http_gateway(
     gateway_ollama: FakeOllama, worker: RunningWorker
 ) -> AsyncIterator[RunningGateway]:
-    settings = gateway_settings(
-        gateway_ollama.url, [worker.address], metrics_listen="127.0.0.1:0"
-    )
+    settings = gateway_settings(gateway_ollama.url, [worker.address], metrics_listen="127.0.0.1:0")
     async with running_gateway(settings) as running:
         await wait_for_health(running.address, GATEWAY_SERVICE)
         yield running
@@ -127,7 +125,9 @@ async def test_events_follow_the_worker_going_away(
             running_worker(worker_settings(worker_ollama.url))
         )
         settings = gateway_settings(
-            gateway_ollama.url, [worker.address], metrics_listen="127.0.0.1:0",
+            gateway_ollama.url,
+            [worker.address],
+            metrics_listen="127.0.0.1:0",
             dashboard_sample_s=60,  # no heartbeat during the test: only changes send
         )
         async with running_gateway(settings) as gateway, httpx.AsyncClient() as client:
@@ -146,13 +146,13 @@ async def test_events_follow_the_worker_going_away(
             await states.aclose()
 
 
-async def test_dashboard_tokens(
-    gateway_ollama: FakeOllama, worker: RunningWorker
-) -> None:
+async def test_dashboard_tokens(gateway_ollama: FakeOllama, worker: RunningWorker) -> None:
     viewer = Minted.new("dashboard", "status")
     router = Minted.new("agent-1", "route")
     settings = gateway_settings(
-        gateway_ollama.url, [worker.address], metrics_listen="127.0.0.1:0",
+        gateway_ollama.url,
+        [worker.address],
+        metrics_listen="127.0.0.1:0",
         auth_tokens=[viewer.line, router.line],
     )
     async with running_gateway(settings) as gateway, httpx.AsyncClient() as client:
@@ -209,10 +209,15 @@ async def test_a_loopback_listener_answers_only_loopback_host_names(
 ) -> None:
     """A page on another site that rebinds its name to 127.0.0.1 gets nothing."""
     async with httpx.AsyncClient() as client:
-        for host, status in (("rebound.example:9461", 400), ("localhost:9461", 200),
-                             ("127.0.0.1", 200), ("[::1]:9461", 200)):
-            response = await client.get(_url(http_gateway, "/dashboard/state"),
-                                        headers={"host": host})
+        for host, status in (
+            ("rebound.example:9461", 400),
+            ("localhost:9461", 200),
+            ("127.0.0.1", 200),
+            ("[::1]:9461", 200),
+        ):
+            response = await client.get(
+                _url(http_gateway, "/dashboard/state"), headers={"host": host}
+            )
             assert response.status_code == status, host
 
 
@@ -245,13 +250,19 @@ def test_traffic_history_turns_counters_into_rates() -> None:
 def test_a_node_row_says_pressure_and_whether_each_model_is_on_the_gpu() -> None:
     gib = 1024**3
     node = worker_pb2.NodeStatus(
-        node="macmini", model="qwen3-coder-next", model_loaded=True,
+        node="macmini",
+        model="qwen3-coder-next",
+        model_loaded=True,
         memory=worker_pb2.MemoryInfo(
-            total_bytes=64 * gib, available_bytes=4 * gib, used_bytes=58 * gib,
-            pressure=worker_pb2.MEMORY_PRESSURE_WARN, swap_total_bytes=2 * gib,
+            total_bytes=64 * gib,
+            available_bytes=4 * gib,
+            used_bytes=58 * gib,
+            pressure=worker_pb2.MEMORY_PRESSURE_WARN,
+            swap_total_bytes=2 * gib,
             swap_used_bytes=gib,
         ),
-        generations_in_flight=1, generations_queued=3,
+        generations_in_flight=1,
+        generations_queued=3,
     )
     node.loaded_models.add(name="qwen3-coder-next", size_bytes=52 * gib, size_vram_bytes=52 * gib)
     node.loaded_models.add(name="llama3.1:8b", size_bytes=5 * gib, size_vram_bytes=2 * gib)
@@ -263,7 +274,9 @@ def test_a_node_row_says_pressure_and_whether_each_model_is_on_the_gpu() -> None
         ("llama3.1:8b", False, None),
     ]
     assert (row["model_state"], row["running"], row["queued"]) == ("loaded", 1, 3)
-    linux = node_json(worker_pb2.NodeStatus(
-        memory=worker_pb2.MemoryInfo(total_bytes=8 * gib, available_bytes=6 * gib)
-    ))
+    linux = node_json(
+        worker_pb2.NodeStatus(
+            memory=worker_pb2.MemoryInfo(total_bytes=8 * gib, available_bytes=6 * gib)
+        )
+    )
     assert linux["memory"]["pressure"] is None and linux["memory"]["used_bytes"] == 2 * gib

@@ -93,8 +93,11 @@ def test_probes_are_native_grpc_with_the_service_names() -> None:
         container = _tandem_container(deployment)
         port = container["ports"][0]["containerPort"]
         readiness = container["readinessProbe"]["grpc"]
-        assert readiness == {"port": port, "service": SERVICE_OF_ROLE[_role(deployment)],
-                             "mode": "TLS"}, name
+        assert readiness == {
+            "port": port,
+            "service": SERVICE_OF_ROLE[_role(deployment)],
+            "mode": "TLS",
+        }, name
         assert container["livenessProbe"]["grpc"]["port"] == port
 
 

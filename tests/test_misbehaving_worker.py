@@ -27,7 +27,9 @@ class ScriptedWorker(worker_pb2_grpc.WorkerServiceServicer):
         self.mode = "no_summary"
         self.calls = 0
 
-    def Generate(self, request: worker_pb2.GenerateRequest, context: grpc.ServicerContext) -> Iterator[worker_pb2.GenerateResponse]:
+    def Generate(
+        self, request: worker_pb2.GenerateRequest, context: grpc.ServicerContext
+    ) -> Iterator[worker_pb2.GenerateResponse]:
         self.calls += 1
         if self.mode == "unavailable_before_first_token":
             context.abort(grpc.StatusCode.UNAVAILABLE, "scripted: backend went away")
@@ -36,9 +38,15 @@ class ScriptedWorker(worker_pb2_grpc.WorkerServiceServicer):
             context.abort(grpc.StatusCode.UNAVAILABLE, "scripted: died mid-answer")
         # mode "no_summary": the stream ends OK without its summary
 
-    def GetNodeStatus(self, request: worker_pb2.GetNodeStatusRequest, context: grpc.ServicerContext) -> worker_pb2.NodeStatus:
+    def GetNodeStatus(
+        self, request: worker_pb2.GetNodeStatusRequest, context: grpc.ServicerContext
+    ) -> worker_pb2.NodeStatus:
         return worker_pb2.NodeStatus(
-            node="scripted", model="scripted", model_available=True, model_loaded=True, backend_reachable=True
+            node="scripted",
+            model="scripted",
+            model_available=True,
+            model_loaded=True,
+            backend_reachable=True,
         )
 
 
@@ -64,7 +72,9 @@ def grpc_stub_cls():
 
 
 @pytest.fixture
-async def scripted_gateway(grpc_server: grpc.Server, grpc_addr: str, gateway_ollama: FakeOllama) -> AsyncIterator[RunningGateway]:
+async def scripted_gateway(
+    grpc_server: grpc.Server, grpc_addr: str, gateway_ollama: FakeOllama
+) -> AsyncIterator[RunningGateway]:
     async with running_gateway(gateway_settings(gateway_ollama.url, [grpc_addr])) as gateway:
         await wait_for_health(gateway.address, GATEWAY_SERVICE)
         yield gateway
@@ -93,8 +103,12 @@ async def test_failure_after_the_first_token_is_not_retried(
 
 
 async def test_failure_before_the_first_token_fails_over_to_the_next_worker(
-    grpc_server: grpc.Server, grpc_servicer: ScriptedWorker, grpc_addr: str,
-    gateway_ollama: FakeOllama, worker: RunningWorker, worker_ollama: FakeOllama,
+    grpc_server: grpc.Server,
+    grpc_servicer: ScriptedWorker,
+    grpc_addr: str,
+    gateway_ollama: FakeOllama,
+    worker: RunningWorker,
+    worker_ollama: FakeOllama,
 ) -> None:
     grpc_servicer.mode = "unavailable_before_first_token"
     worker_ollama.reply = "answer from the healthy worker"

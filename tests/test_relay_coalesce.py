@@ -61,8 +61,8 @@ async def test_merges_while_behind_then_one_message_per_token_without_a_task() -
     assert deltas[0] == 1
     assert deltas[1] > 1, "the burst that piled up behind the slow send was not merged"
     # Caught up: one message per token again, read by the handler itself (no read-ahead task).
-    assert deltas[-_PACED // 2:] == [1] * (_PACED // 2)
-    assert tasks_seen_when_paced[-_PACED // 2:] == [0] * (_PACED // 2)
+    assert deltas[-_PACED // 2 :] == [1] * (_PACED // 2)
+    assert tasks_seen_when_paced[-_PACED // 2 :] == [0] * (_PACED // 2)
     assert not _read_ahead_tasks()
 
 

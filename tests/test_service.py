@@ -107,9 +107,11 @@ def test_systemd_analyze_verifies_the_unit(role: str, tmp_path: Path) -> None:
 def test_every_action_plans_known_commands(platform: str, action: str, tmp_path: Path) -> None:
     steps = plan(action, _spec("worker", tmp_path / "worker.env"), platform)  # type: ignore[arg-type]
     assert steps.commands
-    programs = {"launchctl", "install", "rm", "mkdir", "tail"} if platform == "macos" else {
-        "systemctl", "install", "rm", "journalctl"
-    }
+    programs = (
+        {"launchctl", "install", "rm", "mkdir", "tail"}
+        if platform == "macos"
+        else {"systemctl", "install", "rm", "journalctl"}
+    )
     for command in steps.commands:
         assert tuple(p for p in command if p != "sudo")[0] in programs, command
     assert (steps.file is not None) == (action == "install")
@@ -118,15 +120,27 @@ def test_every_action_plans_known_commands(platform: str, action: str, tmp_path:
 def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "tandem.cli.main", *argv],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
     )
 
 
 def test_service_install_dry_run_prints_the_file_and_the_commands(tmp_path: Path) -> None:
     env_file = tmp_path / "gateway.env"
     env_file.write_text("TANDEM_GATEWAY_LISTEN=127.0.0.1:50051\n")
-    shown = _cli("service", "install", "--role", "gateway", "--env-file", str(env_file),
-                 "--platform", "macos", "--dry-run")
+    shown = _cli(
+        "service",
+        "install",
+        "--role",
+        "gateway",
+        "--env-file",
+        str(env_file),
+        "--platform",
+        "macos",
+        "--dry-run",
+    )
     assert shown.returncode == 0, shown.stderr
     header, _, rest = shown.stdout.partition("\n")
     assert header == "# /Library/LaunchDaemons/com.tandem.gateway.plist"
@@ -137,6 +151,13 @@ def test_service_install_dry_run_prints_the_file_and_the_commands(tmp_path: Path
 
 
 def test_service_install_without_the_env_file_says_to_run_setup(tmp_path: Path) -> None:
-    missing = _cli("service", "install", "--role", "worker", "--env-file",
-                   str(tmp_path / "nope.env"), "--dry-run")
+    missing = _cli(
+        "service",
+        "install",
+        "--role",
+        "worker",
+        "--env-file",
+        str(tmp_path / "nope.env"),
+        "--dry-run",
+    )
     assert missing.returncode == 1 and "tandem setup worker" in missing.stderr

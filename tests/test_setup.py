@@ -59,8 +59,12 @@ def test_keys_and_tokens_are_private_and_the_env_files_load(
     layout = GatewayLayout(home)
     assert _mode(home) == 0o700
     private = [
-        layout.pki / "ca-key.pem", layout.pki / "gateway-key.pem", layout.link_token,
-        layout.client_token, layout.worker_part.key, layout.worker_part.accepted_tokens,
+        layout.pki / "ca-key.pem",
+        layout.pki / "gateway-key.pem",
+        layout.link_token,
+        layout.client_token,
+        layout.worker_part.key,
+        layout.worker_part.accepted_tokens,
     ]
     for path in private:
         assert _mode(path) == 0o600, path
@@ -121,7 +125,6 @@ def test_a_worker_address_the_certificate_does_not_name_is_warned_about(
     capsys.readouterr()
     assert _setup("gateway", "--home", str(home), "--worker", "169.254.19.7:50052") == 0
     assert "not valid for 169.254.19.7" in capsys.readouterr().err
-    assert _setup("gateway", "--home", str(home), "--worker", "169.254.19.7:50052",
-                  "--force") == 0
+    assert _setup("gateway", "--home", str(home), "--worker", "169.254.19.7:50052", "--force") == 0
     assert "169.254.19.7" in certificate_names(worker_cert)
     assert "not valid" not in capsys.readouterr().err

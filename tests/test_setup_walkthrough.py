@@ -38,7 +38,11 @@ def tandem(*argv: str, timeout: float = GUARD_S) -> subprocess.CompletedProcess[
     """The CLI as a user runs it: a fresh process with no TANDEM_* in its environment."""
     return subprocess.run(
         [sys.executable, "-m", "tandem.cli.main", *argv],
-        cwd=ROOT, env=_clean_env(), capture_output=True, text=True, timeout=timeout,
+        cwd=ROOT,
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -55,7 +59,9 @@ class Nodes:
     def start(self, env_file: Path, role: str) -> subprocess.Popen[bytes]:
         process = subprocess.Popen(
             [sys.executable, "-m", "tandem.cli.main", "--env-file", str(env_file), role],
-            cwd=ROOT, env=_clean_env(), stderr=subprocess.DEVNULL,
+            cwd=ROOT,
+            env=_clean_env(),
+            stderr=subprocess.DEVNULL,
         )
         self.processes.append(process)
         return process
@@ -110,9 +116,21 @@ async def test_a_new_user_sets_up_both_macs_and_gets_answers(
 
     # 1. The MacBook.
     made = await asyncio.to_thread(
-        tandem, "setup", "gateway", "--home", str(macbook), "--worker", worker_address,
-        "--listen", gateway_address, "--openai-listen", f"127.0.0.1:{openai_port}",
-        "--ollama-url", gateway_ollama.url, "--metrics-listen", "",
+        tandem,
+        "setup",
+        "gateway",
+        "--home",
+        str(macbook),
+        "--worker",
+        worker_address,
+        "--listen",
+        gateway_address,
+        "--openai-listen",
+        f"127.0.0.1:{openai_port}",
+        "--ollama-url",
+        gateway_ollama.url,
+        "--metrics-listen",
+        "",
     )
     assert made.returncode == 0, made.stderr
     copy = next(line.split() for line in made.stdout.splitlines() if "rsync" in line)
@@ -123,8 +141,17 @@ async def test_a_new_user_sets_up_both_macs_and_gets_answers(
 
     # 3. The Mac Mini.
     made = await asyncio.to_thread(
-        tandem, "setup", "worker", "--home", str(macmini), "--listen", worker_address,
-        "--ollama-url", worker_ollama.url, "--metrics-listen", "",
+        tandem,
+        "setup",
+        "worker",
+        "--home",
+        str(macmini),
+        "--listen",
+        worker_address,
+        "--ollama-url",
+        worker_ollama.url,
+        "--metrics-listen",
+        "",
     )
     assert made.returncode == 0, made.stderr
 

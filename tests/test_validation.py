@@ -20,8 +20,18 @@ CASES = [
     ("unspecified role", [common_pb2.ChatMessage(content="hi")], None, "messages[0].role"),
     ("unknown role", [common_pb2.ChatMessage(role=42, content="hi")], None, "messages[0].role"),  # type: ignore[arg-type]
     ("oversized prompt", [user(OVERSIZED)], None, "messages"),
-    ("assistant last", [user("hi"), common_pb2.ChatMessage(role=common_pb2.ROLE_ASSISTANT, content="yo")], None, "messages[1].role"),
-    ("temperature", [user("hi")], common_pb2.GenerationOptions(temperature=7.0), "options.temperature"),
+    (
+        "assistant last",
+        [user("hi"), common_pb2.ChatMessage(role=common_pb2.ROLE_ASSISTANT, content="yo")],
+        None,
+        "messages[1].role",
+    ),
+    (
+        "temperature",
+        [user("hi")],
+        common_pb2.GenerationOptions(temperature=7.0),
+        "options.temperature",
+    ),
     ("max tokens", [user("hi")], common_pb2.GenerationOptions(max_tokens=0), "options.max_tokens"),
     ("top_p", [user("hi")], common_pb2.GenerationOptions(top_p=0.0), "options.top_p"),
     ("empty stop", [user("hi")], common_pb2.GenerationOptions(stop=[""]), "options.stop[0]"),
@@ -36,9 +46,16 @@ def _assert_names_field(exc: grpc.aio.AioRpcError, field: str) -> None:
     assert bad_request.field_violations[0].field == field
 
 
-@pytest.mark.parametrize(("label", "messages", "options", "field"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("label", "messages", "options", "field"), CASES, ids=[c[0] for c in CASES]
+)
 async def test_route_rejects_bad_input(
-    gateway: RunningGateway, worker_ollama: FakeOllama, label: str, messages: list, options, field: str
+    gateway: RunningGateway,
+    worker_ollama: FakeOllama,
+    label: str,
+    messages: list,
+    options,
+    field: str,
 ) -> None:
     request = gateway_pb2.RouteRequest(messages=messages, options=options)
     async with grpc.aio.insecure_channel(gateway.address) as channel:
@@ -49,9 +66,16 @@ async def test_route_rejects_bad_input(
     assert worker_ollama.generation_requests() == []
 
 
-@pytest.mark.parametrize(("label", "messages", "options", "field"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("label", "messages", "options", "field"), CASES, ids=[c[0] for c in CASES]
+)
 async def test_generate_rejects_bad_input(
-    worker: RunningWorker, worker_ollama: FakeOllama, label: str, messages: list, options, field: str
+    worker: RunningWorker,
+    worker_ollama: FakeOllama,
+    label: str,
+    messages: list,
+    options,
+    field: str,
 ) -> None:
     request = worker_pb2.GenerateRequest(messages=messages, options=options)
     async with grpc.aio.insecure_channel(worker.address) as channel:

@@ -33,7 +33,9 @@ async def _in_thread(event, timeout: float = GUARD_S) -> bool:
 @pytest.fixture
 async def small_worker(worker_ollama: FakeOllama) -> AsyncIterator[RunningWorker]:
     """One generation at a time, one waiting."""
-    settings = worker_settings(worker_ollama.url, max_concurrent_generations=1, max_queued_generations=1)
+    settings = worker_settings(
+        worker_ollama.url, max_concurrent_generations=1, max_queued_generations=1
+    )
     async with running_worker(settings) as running:
         await wait_for_health(running.address, WORKER_SERVICE)
         yield running
@@ -54,7 +56,9 @@ async def test_error_line_mid_stream_fails_after_the_deltas_already_sent(
     assert "error was encountered" in caught.value.details()
 
 
-async def test_stream_ending_without_done_is_unavailable(worker: RunningWorker, worker_ollama: FakeOllama) -> None:
+async def test_stream_ending_without_done_is_unavailable(
+    worker: RunningWorker, worker_ollama: FakeOllama
+) -> None:
     worker_ollama.fail_mode = "no_done"
     async with grpc.aio.insecure_channel(worker.address) as channel:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -97,7 +101,9 @@ async def test_full_queue_is_rejected_at_once_and_the_queue_drains(
             async for _ in stub.Generate(HI, timeout=GUARD_S):
                 pass
         assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        retry = [d for d in rich_details(caught.value) if isinstance(d, error_details_pb2.RetryInfo)]
+        retry = [
+            d for d in rich_details(caught.value) if isinstance(d, error_details_pb2.RetryInfo)
+        ]
         assert retry[0].retry_delay.seconds >= 1
         holding.cancel()
         events = [r.WhichOneof("event") async for r in waiting]
@@ -125,7 +131,10 @@ async def test_waiting_generations_go_by_priority_and_none_is_starved(
         max_queued_generations=8,
         max_queue_bypass=max_bypass,
     )
-    async with running_worker(settings) as running, grpc.aio.insecure_channel(running.address) as channel:
+    async with (
+        running_worker(settings) as running,
+        grpc.aio.insecure_channel(running.address) as channel,
+    ):
         await wait_for_health(running.address, WORKER_SERVICE)
         stub = worker_stub(channel)
         worker_ollama.fail_mode = "stall_before_first_token"
@@ -184,13 +193,18 @@ async def test_a_client_that_stops_reading_stops_ollama_not_the_worker_memory(
     lag_bound = 18_000
     worker_ollama.reply = " ".join([token] * total)
     settings = worker_settings(worker_ollama.url, coalesce_after_ms=coalesce_after_ms)
-    async with running_worker(settings) as worker, grpc.aio.insecure_channel(worker.address) as channel:
+    async with (
+        running_worker(settings) as worker,
+        grpc.aio.insecure_channel(worker.address) as channel,
+    ):
         await wait_for_health(worker.address, WORKER_SERVICE)
         call = worker_stub(channel).Generate(HI, timeout=GUARD_S)
         first = await call.read()
         assert first.HasField("delta")
         # We read nothing more until Ollama's socket is full: backpressure reached it.
-        assert await _in_thread(worker_ollama.backpressured), "Ollama never blocked: something buffers it all"
+        assert await _in_thread(worker_ollama.backpressured), (
+            "Ollama never blocked: something buffers it all"
+        )
         texts, tokens, messages = [first.delta.text], first.delta.tokens, 1
         # Ollama never runs further ahead of the reader than the buffers hold, paused
         # or not: a worker that buffered the stream would let it run to the end.

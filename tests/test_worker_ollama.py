@@ -25,7 +25,9 @@ from tests.helpers import (
 )
 
 
-async def generate(address: str, request: worker_pb2.GenerateRequest) -> list[worker_pb2.GenerateResponse]:
+async def generate(
+    address: str, request: worker_pb2.GenerateRequest
+) -> list[worker_pb2.GenerateResponse]:
     async with grpc.aio.insecure_channel(address) as channel:
         return [r async for r in worker_stub(channel).Generate(request, timeout=GUARD_S)]
 
@@ -34,7 +36,9 @@ async def test_generate_streams_each_chunk_then_a_summary(
     worker: RunningWorker, worker_ollama: FakeOllama
 ) -> None:
     worker_ollama.reply = "def reverse(s): return s[::-1]"
-    events = await generate(worker.address, worker_pb2.GenerateRequest(messages=[user("reverse a string")]))
+    events = await generate(
+        worker.address, worker_pb2.GenerateRequest(messages=[user("reverse a string")])
+    )
     kinds = [e.WhichOneof("event") for e in events]
     assert kinds == ["delta"] * 4 + ["summary"]  # one message per chunk (no --coalesce-after-ms)
     assert [e.delta.tokens for e in events[:-1]] == [1, 1, 1, 1]
@@ -60,7 +64,10 @@ async def test_each_token_goes_out_as_ollama_produces_it(
     words = "one two three four five six".split()
     worker_ollama.reply = " ".join(words)
     settings = worker_settings(worker_ollama.url, coalesce_after_ms=coalesce_after_ms)
-    async with running_worker(settings) as worker, grpc.aio.insecure_channel(worker.address) as channel:
+    async with (
+        running_worker(settings) as worker,
+        grpc.aio.insecure_channel(worker.address) as channel,
+    ):
         await wait_for_health(worker.address, WORKER_SERVICE)
         worker_ollama.gate_tokens()
         try:
@@ -84,7 +91,9 @@ async def test_each_token_goes_out_as_ollama_produces_it(
 async def test_options_reach_ollama_with_fixed_context_and_keep_alive(
     worker: RunningWorker, worker_ollama: FakeOllama
 ) -> None:
-    options = common_pb2.GenerationOptions(max_tokens=3, temperature=0.2, stop=["\n\n"], seed=7, top_p=0.9)
+    options = common_pb2.GenerationOptions(
+        max_tokens=3, temperature=0.2, stop=["\n\n"], seed=7, top_p=0.9
+    )
     events = await generate(
         worker.address, worker_pb2.GenerateRequest(messages=[user("hi")], options=options)
     )
@@ -110,7 +119,9 @@ async def test_worker_prewarms_model_and_reports_residency(
     warmups = [r for r in worker_ollama.chat_requests if not r.get("messages")]
     assert warmups and warmups[0]["keep_alive"] == "2h"
     async with grpc.aio.insecure_channel(worker.address) as channel:
-        status = await worker_stub(channel).GetNodeStatus(worker_pb2.GetNodeStatusRequest(), timeout=10)
+        status = await worker_stub(channel).GetNodeStatus(
+            worker_pb2.GetNodeStatusRequest(), timeout=10
+        )
     assert status.backend == worker_pb2.BACKEND_KIND_OLLAMA
     assert status.backend_url == worker_ollama.url
     assert status.model_available and status.model_loaded and status.backend_reachable
@@ -187,7 +198,9 @@ async def test_cancelling_the_call_closes_the_ollama_stream(
     worker_ollama.fail_mode = "stall_before_first_token"
     async with grpc.aio.insecure_channel(worker.address) as channel:
         call = worker_stub(channel).Generate(worker_pb2.GenerateRequest(messages=[user("hi")]))
-        started = asyncio.get_running_loop().run_in_executor(None, worker_ollama.stream_started.wait, GUARD_S)
+        started = asyncio.get_running_loop().run_in_executor(
+            None, worker_ollama.stream_started.wait, GUARD_S
+        )
         assert await started
         call.cancel()
     disconnected = await asyncio.get_running_loop().run_in_executor(
@@ -196,7 +209,9 @@ async def test_cancelling_the_call_closes_the_ollama_stream(
     assert disconnected, "Ollama never saw the client hang up"
 
 
-async def test_deadline_bounds_the_generation(worker: RunningWorker, worker_ollama: FakeOllama) -> None:
+async def test_deadline_bounds_the_generation(
+    worker: RunningWorker, worker_ollama: FakeOllama
+) -> None:
     worker_ollama.fail_mode = "stall_before_first_token"
     async with grpc.aio.insecure_channel(worker.address) as channel:
         with pytest.raises(grpc.aio.AioRpcError) as caught:

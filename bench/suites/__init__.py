@@ -55,22 +55,34 @@ class SuiteContext:
         for concurrency in concurrencies:
             for rep in range(self.config.reps):
                 for scenario in scenarios:
-                    what = (f"{suite} c={concurrency} rep {rep + 1}/{self.config.reps}: "
-                            f"{scenario.label}")
+                    what = (
+                        f"{suite} c={concurrency} rep {rep + 1}/{self.config.reps}: "
+                        f"{scenario.label}"
+                    )
                     self.log(f"  {what}")
                     yield concurrency, scenario, what
 
-    def run(self, what: str, mode: str, args: list[str], expected_s: float,
-            path: tuple[str, ...] = ("worker", "gateway")) -> dict[str, Any]:
+    def run(
+        self,
+        what: str,
+        mode: str,
+        args: list[str],
+        expected_s: float,
+        path: tuple[str, ...] = ("worker", "gateway"),
+    ) -> dict[str, Any]:
         """One load-generator run, then the health check (and recovery) described above;
         the run counts as degraded only if a service on its ``path`` stopped serving."""
-        health = [arg for running, name in ((self.worker, "worker"), (self.gateway, "gateway"))
-                  for arg in ("--health", f"{name}={running.address}={running.health}")]
+        health = [
+            arg
+            for running, name in ((self.worker, "worker"), (self.gateway, "gateway"))
+            for arg in ("--health", f"{name}={running.address}={running.health}")
+        ]
         started = time.monotonic()
         result = self.loadgen.run(mode, [*args, *health], expected_s)
         result["elapsed_s"] = time.monotonic() - started
-        lost = {name: status for name, status in result.get("health", {}).items()
-                if status != "SERVING"}
+        lost = {
+            name: status for name, status in result.get("health", {}).items() if status != "SERVING"
+        }
         if lost:
             if set(lost) & set(path):
                 result["degraded"] = lost
@@ -82,8 +94,10 @@ class SuiteContext:
         incident: dict[str, Any] = {
             "after": what,
             "health": lost,
-            "last_warnings": {name: _last_warning(running) for name, running in
-                              (("worker", self.worker), ("gateway", self.gateway))},
+            "last_warnings": {
+                name: _last_warning(running)
+                for name, running in (("worker", self.worker), ("gateway", self.gateway))
+            },
         }
         for name in ("worker", "gateway"):
             running = self.worker if name == "worker" else self.gateway
@@ -117,8 +131,11 @@ class SuiteContext:
 
 
 def _last_warning(running: Running) -> str:
-    lines = [line for line in running.service.log_tail(200).splitlines()
-             if " WARNING " in line or " ERROR " in line]
+    lines = [
+        line
+        for line in running.service.log_tail(200).splitlines()
+        if " WARNING " in line or " ERROR " in line
+    ]
     return lines[-1][:400] if lines else ""
 
 

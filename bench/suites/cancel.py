@@ -21,12 +21,30 @@ def run_cancel(ctx: SuiteContext) -> dict[str, Any]:
     scenarios = [s for s in ctx.scenarios if s.key != GATEWAY_CACHED]
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {s.key: {} for s in scenarios}
     for concurrency, scenario, what in ctx.sweep("cancel", cfg.cancel_concurrency, scenarios):
-        result = ctx.run(what, "cancel", [
-            "--kind", scenario.kind, "--address", scenario.address,
-            "--standin", ctx.standin.address, "--concurrency", str(concurrency),
-            "--rate", str(cfg.cancel_rate), "--answer-tokens", str(_ANSWER_TOKENS),
-            "--after-tokens", str(_AFTER_TOKENS), "--observe-s", str(_OBSERVE_S),
-        ], _ANSWER_TOKENS / cfg.cancel_rate + _OBSERVE_S + 20.0, scenario.processes)
+        result = ctx.run(
+            what,
+            "cancel",
+            [
+                "--kind",
+                scenario.kind,
+                "--address",
+                scenario.address,
+                "--standin",
+                ctx.standin.address,
+                "--concurrency",
+                str(concurrency),
+                "--rate",
+                str(cfg.cancel_rate),
+                "--answer-tokens",
+                str(_ANSWER_TOKENS),
+                "--after-tokens",
+                str(_AFTER_TOKENS),
+                "--observe-s",
+                str(_OBSERVE_S),
+            ],
+            _ANSWER_TOKENS / cfg.cancel_rate + _OBSERVE_S + 20.0,
+            scenario.processes,
+        )
         runs[scenario.key].setdefault(str(concurrency), []).append(result)
         ctx.wait_standin_quiet(_QUIET_S)
     return {
@@ -47,9 +65,11 @@ def _summary(by_concurrency: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         summary[concurrency] = {
             "runs_left_out": len(all_reps) - len(reps),
             "disconnect_ms_p50": over_reps(
-                [percentile(r["disconnect_ms"], 50) for r in reps]).as_json(),
+                [percentile(r["disconnect_ms"], 50) for r in reps]
+            ).as_json(),
             "disconnect_ms_max": over_reps(
-                [max(r["disconnect_ms"]) if r["disconnect_ms"] else None for r in reps]).as_json(),
+                [max(r["disconnect_ms"]) if r["disconnect_ms"] else None for r in reps]
+            ).as_json(),
             "cancelled": sum(r["cancelled"] for r in reps),
             "seen": sum(len(r["disconnect_ms"]) for r in reps),
             "ran_to_end": sum(r["ran_to_end"] for r in reps),

@@ -24,8 +24,13 @@ def run_guard(ctx: SuiteContext, *, cache_hits: int) -> dict[str, Any]:
         argv.append("--quick")
     ctx.log("  guard: rules tier on a short and an 8 KB prompt")
     done = subprocess.run(  # noqa: S603 - our own argv
-        argv, capture_output=True, text=True, cwd=ctx.tools.repo, timeout=_TIMEOUT_S,
-        env={**os.environ, **ctx.tools.bench_env()}, check=False,
+        argv,
+        capture_output=True,
+        text=True,
+        cwd=ctx.tools.repo,
+        timeout=_TIMEOUT_S,
+        env={**os.environ, **ctx.tools.bench_env()},
+        check=False,
     )
     if done.returncode != 0 or not out.exists():
         raise RuntimeError(f"guard bench failed ({done.returncode}): {done.stderr[-2000:]}")
@@ -33,11 +38,15 @@ def run_guard(ctx: SuiteContext, *, cache_hits: int) -> dict[str, Any]:
     out.unlink()
     measured = result.get("verdict_cache_hit_us") or {}
     if "short" in measured:
-        note = ("a hit measured directly: the conversation's key (normalise, SHA-256) and the "
-                f"LRU lookup; {cache_hits} requests of scenario (c) were answered from the cache")
+        note = (
+            "a hit measured directly: the conversation's key (normalise, SHA-256) and the "
+            f"LRU lookup; {cache_hits} requests of scenario (c) were answered from the cache"
+        )
     elif cache_hits:
-        note = (f"{cache_hits} requests of scenario (c) were answered from the cache, but its "
-                "interface was not the one this benchmark times")
+        note = (
+            f"{cache_hits} requests of scenario (c) were answered from the cache, but its "
+            "interface was not the one this benchmark times"
+        )
     else:
         note = _NO_CACHE
     result["verdict_cache_note"] = note

@@ -24,14 +24,32 @@ def run_kill(ctx: SuiteContext) -> dict[str, Any]:
     reps: list[dict[str, Any]] = []
     try:
         for rep in range(cfg.kill_reps):
-            ctx.log(f"  kill rep {rep + 1}/{cfg.kill_reps}: SIGKILL the worker under "
-                    f"{cfg.kill_concurrency} streams")
-            reps.append(ctx.loadgen.run("kill", [
-                "--kind", "gateway", "--address", gateway.address,
-                "--kill-pid", str(worker.service.pid),
-                "--concurrency", str(cfg.kill_concurrency), "--rate", str(_RATE),
-                "--answer-tokens", str(_ANSWER_TOKENS), "--observe-s", str(_OBSERVE_S),
-            ], _OBSERVE_S + 20.0))
+            ctx.log(
+                f"  kill rep {rep + 1}/{cfg.kill_reps}: SIGKILL the worker under "
+                f"{cfg.kill_concurrency} streams"
+            )
+            reps.append(
+                ctx.loadgen.run(
+                    "kill",
+                    [
+                        "--kind",
+                        "gateway",
+                        "--address",
+                        gateway.address,
+                        "--kill-pid",
+                        str(worker.service.pid),
+                        "--concurrency",
+                        str(cfg.kill_concurrency),
+                        "--rate",
+                        str(_RATE),
+                        "--answer-tokens",
+                        str(_ANSWER_TOKENS),
+                        "--observe-s",
+                        str(_OBSERVE_S),
+                    ],
+                    _OBSERVE_S + 20.0,
+                )
+            )
             worker.service.kill()  # reap it (it is already dead)
             ctx.wait_standin_quiet()
             if rep + 1 < cfg.kill_reps:
@@ -46,7 +64,8 @@ def run_kill(ctx: SuiteContext) -> dict[str, Any]:
         "summary": {
             "error_ms_p50": over_reps([percentile(r["error_ms"], 50) for r in reps]).as_json(),
             "error_ms_max": over_reps(
-                [max(r["error_ms"]) if r["error_ms"] else None for r in reps]).as_json(),
+                [max(r["error_ms"]) if r["error_ms"] else None for r in reps]
+            ).as_json(),
             "codes": _codes(reps),
             "hung": sum(r["hung"] for r in reps),
             "completed_ok": sum(r["completed_ok"] for r in reps),

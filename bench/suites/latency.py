@@ -14,8 +14,18 @@ from bench.scenarios import DIRECT, GATEWAY_CACHED
 from bench.stats import figures_json, percentiles_over_reps
 from bench.suites import SuiteContext, healthy
 
-_KEEP = ("tokens_per_s", "requests_started", "requests_completed", "errors", "error_samples",
-         "tiers", "judge_ms", "ttft_ms", "total_ms", "elapsed_s")
+_KEEP = (
+    "tokens_per_s",
+    "requests_started",
+    "requests_completed",
+    "errors",
+    "error_samples",
+    "tiers",
+    "judge_ms",
+    "ttft_ms",
+    "total_ms",
+    "elapsed_s",
+)
 
 
 def run_latency(ctx: SuiteContext) -> dict[str, Any]:
@@ -23,15 +33,32 @@ def run_latency(ctx: SuiteContext) -> dict[str, Any]:
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {s.key: {} for s in ctx.scenarios}
     sweep = ctx.sweep("latency", cfg.latency_concurrency, ctx.scenarios)
     for concurrency, scenario, what in sweep:
-        result = ctx.run(what, "closed", [
-            "--kind", scenario.kind, "--address", scenario.address,
-            "--concurrency", str(concurrency), "--warmup-s", str(cfg.latency_warmup_s),
-            "--duration-s", str(cfg.latency_window_s),
-            "--max-tokens", str(cfg.latency_tokens), "--rate", str(cfg.latency_rate),
-            *(["--unique-prompts"] if scenario.unique_prompts else []),
-        ], cfg.latency_warmup_s + cfg.latency_window_s, scenario.processes)
+        result = ctx.run(
+            what,
+            "closed",
+            [
+                "--kind",
+                scenario.kind,
+                "--address",
+                scenario.address,
+                "--concurrency",
+                str(concurrency),
+                "--warmup-s",
+                str(cfg.latency_warmup_s),
+                "--duration-s",
+                str(cfg.latency_window_s),
+                "--max-tokens",
+                str(cfg.latency_tokens),
+                "--rate",
+                str(cfg.latency_rate),
+                *(["--unique-prompts"] if scenario.unique_prompts else []),
+            ],
+            cfg.latency_warmup_s + cfg.latency_window_s,
+            scenario.processes,
+        )
         runs[scenario.key].setdefault(str(concurrency), []).append(
-            {k: result.get(k) for k in (*_KEEP, "degraded")})
+            {k: result.get(k) for k in (*_KEEP, "degraded")}
+        )
         ctx.wait_standin_quiet()
     return {
         "rate_tokens_per_s": cfg.latency_rate,
@@ -64,9 +91,11 @@ def _summary(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]
                 base_ttft = percentiles_over_reps([r["ttft_ms"] for r in base])
                 base_total = percentiles_over_reps([r["total_ms"] for r in base])
                 entry["added_ttft_ms"] = {
-                    f"p{p}": ttft[p].minus(base_ttft[p]).as_json() for p in ttft}
+                    f"p{p}": ttft[p].minus(base_ttft[p]).as_json() for p in ttft
+                }
                 entry["added_total_ms"] = {
-                    f"p{p}": total[p].minus(base_total[p]).as_json() for p in total}
+                    f"p{p}": total[p].minus(base_total[p]).as_json() for p in total
+                }
             summary.setdefault(key, {})[concurrency] = entry
     return summary
 
@@ -81,8 +110,8 @@ def _cache_finding(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str
     hits = tiers.get("cache", 0)
     note = (
         "the gateway answered the repeated prompt from its verdict cache"
-        if hits else
-        "no verdict cache: the gateway called the judge for every repeated prompt, "
+        if hits
+        else "no verdict cache: the gateway called the judge for every repeated prompt, "
         "so (c) measures the same path as (d)"
     )
     return {"decision_tiers": tiers, "cache_hits": hits, "note": note}

@@ -23,8 +23,20 @@ from bench.suites.latency import _summary as added_latency
 from bench.suites.throughput import _per_1k
 
 _PATHS = (DIRECT, GATEWAY_CACHED, LITELLM)
-_KEEP = ("tokens", "window_s", "tokens_per_s", "requests_started", "requests_completed",
-         "errors", "error_samples", "ttft_ms", "total_ms", "processes", "elapsed_s", "degraded")
+_KEEP = (
+    "tokens",
+    "window_s",
+    "tokens_per_s",
+    "requests_started",
+    "requests_completed",
+    "errors",
+    "error_samples",
+    "ttft_ms",
+    "total_ms",
+    "processes",
+    "elapsed_s",
+    "degraded",
+)
 
 
 def run_paced(ctx: SuiteContext) -> dict[str, Any]:
@@ -32,15 +44,32 @@ def run_paced(ctx: SuiteContext) -> dict[str, Any]:
     scenarios = [s for s in ctx.scenarios if s.key in _PATHS]
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {s.key: {} for s in scenarios}
     for concurrency, scenario, what in ctx.sweep("paced", cfg.paced_concurrency, scenarios):
-        result = ctx.run(what, "closed", [
-            "--kind", scenario.kind, "--address", scenario.address,
-            "--concurrency", str(concurrency), "--warmup-s", str(cfg.paced_warmup_s),
-            "--duration-s", str(cfg.paced_window_s),
-            "--max-tokens", str(cfg.paced_tokens), "--rate", str(cfg.paced_rate),
-            *ctx.watch_args(),
-        ], cfg.paced_warmup_s + cfg.paced_window_s, scenario.processes)
+        result = ctx.run(
+            what,
+            "closed",
+            [
+                "--kind",
+                scenario.kind,
+                "--address",
+                scenario.address,
+                "--concurrency",
+                str(concurrency),
+                "--warmup-s",
+                str(cfg.paced_warmup_s),
+                "--duration-s",
+                str(cfg.paced_window_s),
+                "--max-tokens",
+                str(cfg.paced_tokens),
+                "--rate",
+                str(cfg.paced_rate),
+                *ctx.watch_args(),
+            ],
+            cfg.paced_warmup_s + cfg.paced_window_s,
+            scenario.processes,
+        )
         runs[scenario.key].setdefault(str(concurrency), []).append(
-            {k: result.get(k) for k in _KEEP})
+            {k: result.get(k) for k in _KEEP}
+        )
         ctx.wait_standin_quiet()
     summary = added_latency(runs)
     for scenario in scenarios:

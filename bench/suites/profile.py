@@ -35,29 +35,64 @@ def run_profile(ctx: SuiteContext, results_dir: Path) -> dict[str, Any]:
     seconds = ctx.config.profile_s
     targets = {name: ctx.watch[name] for name in ("worker", "gateway") if name in ctx.watch}
     outputs = {name: results_dir / f"profile-{name}.txt" for name in targets}
-    ctx.log(f"  profile: py-spy on {', '.join(targets)} for {seconds:.0f}s under "
-            f"{_CONCURRENCY} streams of {scenario.label}")
+    ctx.log(
+        f"  profile: py-spy on {', '.join(targets)} for {seconds:.0f}s under "
+        f"{_CONCURRENCY} streams of {scenario.label}"
+    )
     spies = {
         name: subprocess.Popen(  # noqa: S603 - our own argv
-            [py_spy, "record", "--pid", str(pid), "--duration", f"{seconds:g}",
-             "--rate", str(_RATE_HZ), "--native", "--format", "raw",
-             "--output", str(outputs[name])],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                py_spy,
+                "record",
+                "--pid",
+                str(pid),
+                "--duration",
+                f"{seconds:g}",
+                "--rate",
+                str(_RATE_HZ),
+                "--native",
+                "--format",
+                "raw",
+                "--output",
+                str(outputs[name]),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         for name, pid in targets.items()
     }
     try:
-        ctx.run("the profiling run", "closed", [
-            "--kind", scenario.kind, "--address", scenario.address,
-            "--concurrency", str(_CONCURRENCY), "--warmup-s", str(_WARMUP_S),
-            "--duration-s", f"{seconds + 1.0:g}", "--max-tokens",
-            str(ctx.config.throughput_tokens), "--rate", "0", "--unique-prompts",
-        ], _WARMUP_S + seconds + 1.0)
+        ctx.run(
+            "the profiling run",
+            "closed",
+            [
+                "--kind",
+                scenario.kind,
+                "--address",
+                scenario.address,
+                "--concurrency",
+                str(_CONCURRENCY),
+                "--warmup-s",
+                str(_WARMUP_S),
+                "--duration-s",
+                f"{seconds + 1.0:g}",
+                "--max-tokens",
+                str(ctx.config.throughput_tokens),
+                "--rate",
+                "0",
+                "--unique-prompts",
+            ],
+            _WARMUP_S + seconds + 1.0,
+        )
     finally:
         notes = {name: _finish(spy, seconds) for name, spy in spies.items()}
     ctx.wait_standin_quiet()
-    result: dict[str, Any] = {"concurrency": _CONCURRENCY, "seconds": seconds,
-                              "scenario": scenario.key}
+    result: dict[str, Any] = {
+        "concurrency": _CONCURRENCY,
+        "seconds": seconds,
+        "scenario": scenario.key,
+    }
     for name, path in outputs.items():
         if path.exists() and path.stat().st_size:
             result[name] = {"raw_file": path.name, **summarize_file(path)}

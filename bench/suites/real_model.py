@@ -49,11 +49,25 @@ def _through_gateway(
     try:
         requests = cfg.real_model_requests + 1
         ctx.log(f"  real model: {requests} requests through {name} (the first a warm-up)")
-        result = ctx.loadgen.run("sequence", [
-            "--kind", "gateway", "--address", gateway.address, "--prompt", BASE_PROMPT,
-            "--max-tokens", str(cfg.real_model_tokens), "--requests", str(requests),
-            "--timeout-s", str(_TIMEOUT_S), "--unique-prompts",
-        ], requests * _TIMEOUT_S)
+        result = ctx.loadgen.run(
+            "sequence",
+            [
+                "--kind",
+                "gateway",
+                "--address",
+                gateway.address,
+                "--prompt",
+                BASE_PROMPT,
+                "--max-tokens",
+                str(cfg.real_model_tokens),
+                "--requests",
+                str(requests),
+                "--timeout-s",
+                str(_TIMEOUT_S),
+                "--unique-prompts",
+            ],
+            requests * _TIMEOUT_S,
+        )
     finally:
         ctx.stack.stop(gateway)
     rows = result["requests"]

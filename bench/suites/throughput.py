@@ -15,9 +15,21 @@ from bench.scenarios import DIRECT, GATEWAY_CACHED, Scenario
 from bench.stats import figures_json, over_reps, percentiles_over_reps
 from bench.suites import SuiteContext, healthy
 
-_KEEP = ("tokens", "window_s", "tokens_per_s", "requests_started", "requests_completed",
-         "errors", "error_samples", "tiers", "ttft_ms", "probe", "processes", "elapsed_s",
-         "degraded")
+_KEEP = (
+    "tokens",
+    "window_s",
+    "tokens_per_s",
+    "requests_started",
+    "requests_completed",
+    "errors",
+    "error_samples",
+    "tiers",
+    "ttft_ms",
+    "probe",
+    "processes",
+    "elapsed_s",
+    "degraded",
+)
 
 
 def run_throughput(ctx: SuiteContext) -> dict[str, Any]:
@@ -28,17 +40,35 @@ def run_throughput(ctx: SuiteContext) -> dict[str, Any]:
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {s.key: {} for s in scenarios}
     sweep = ctx.sweep("throughput", cfg.throughput_concurrency, scenarios)
     for concurrency, scenario, what in sweep:
-        result = ctx.run(what, "closed", [
-            "--kind", scenario.kind, "--address", scenario.address,
-            "--concurrency", str(concurrency),
-            "--warmup-s", str(cfg.throughput_warmup_s),
-            "--duration-s", str(cfg.throughput_window_s),
-            "--max-tokens", str(cfg.throughput_tokens), "--rate", "0",
-            "--probe-tokens", str(cfg.probe_tokens), *ctx.watch_args(),
-            *(["--unique-prompts"] if scenario.unique_prompts else []),
-        ], cfg.throughput_warmup_s + cfg.throughput_window_s, scenario.processes)
+        result = ctx.run(
+            what,
+            "closed",
+            [
+                "--kind",
+                scenario.kind,
+                "--address",
+                scenario.address,
+                "--concurrency",
+                str(concurrency),
+                "--warmup-s",
+                str(cfg.throughput_warmup_s),
+                "--duration-s",
+                str(cfg.throughput_window_s),
+                "--max-tokens",
+                str(cfg.throughput_tokens),
+                "--rate",
+                "0",
+                "--probe-tokens",
+                str(cfg.probe_tokens),
+                *ctx.watch_args(),
+                *(["--unique-prompts"] if scenario.unique_prompts else []),
+            ],
+            cfg.throughput_warmup_s + cfg.throughput_window_s,
+            scenario.processes,
+        )
         runs[scenario.key].setdefault(str(concurrency), []).append(
-            {k: result.get(k) for k in _KEEP})
+            {k: result.get(k) for k in _KEEP}
+        )
         ctx.wait_standin_quiet()
     return {
         "answer_tokens": cfg.throughput_tokens,
@@ -64,15 +94,18 @@ def _scenario_summary(
             "probe_samples": [len((r["probe"] or {}).get("ttft_ms", [])) for r in reps],
             "probe_waiting_at_end": [
                 (r["probe"] or {}).get("requests_started", 0)
-                - len((r["probe"] or {}).get("ttft_ms", [])) for r in reps],
+                - len((r["probe"] or {}).get("ttft_ms", []))
+                for r in reps
+            ],
             "load_ttft_ms": figures_json(percentiles_over_reps([r["ttft_ms"] for r in reps])),
             "errors": sum(r["errors"] for r in reps),
             "runs_left_out": len(all_reps) - len(reps),
             "error_samples": sorted({e for r in reps for e in r["error_samples"]})[:3],
             "cpu_s_per_1k_tokens": _per_1k(scenario, reps),
             "rss_mb_peak": {
-                name: over_reps([r["processes"].get(name, {}).get("rss_mb_peak") for r in reps])
-                .as_json()
+                name: over_reps(
+                    [r["processes"].get(name, {}).get("rss_mb_peak") for r in reps]
+                ).as_json()
                 for name in (*scenario.processes, "standin", "loadgen")
             },
         }
@@ -80,7 +113,8 @@ def _scenario_summary(
         if base and scenario.key != DIRECT:
             base_ttft = percentiles_over_reps([(r["probe"] or {}).get("ttft_ms", []) for r in base])
             entry["added_probe_ttft_ms"] = {
-                f"p{p}": probe_ttft[p].minus(base_ttft[p]).as_json() for p in probe_ttft}
+                f"p{p}": probe_ttft[p].minus(base_ttft[p]).as_json() for p in probe_ttft
+            }
         summary[concurrency] = entry
     return summary
 
@@ -90,14 +124,26 @@ def _per_1k(scenario: Scenario, reps: list[dict[str, Any]]) -> dict[str, Any]:
     names = (*scenario.processes, "standin", "loadgen")
     figures: dict[str, Any] = {}
     for name in names:
-        figures[name] = over_reps([
-            r["processes"][name]["cpu_s"] / r["tokens"] * 1000
-            if r["tokens"] and name in r["processes"] else None
-            for r in reps
-        ]).as_json()
-    figures["relay_total"] = over_reps([
-        sum(r["processes"][n]["cpu_s"] for n in scenario.processes if n in r["processes"])
-        / r["tokens"] * 1000 if r["tokens"] else None
-        for r in reps
-    ]).as_json() if scenario.processes else None
+        figures[name] = over_reps(
+            [
+                r["processes"][name]["cpu_s"] / r["tokens"] * 1000
+                if r["tokens"] and name in r["processes"]
+                else None
+                for r in reps
+            ]
+        ).as_json()
+    figures["relay_total"] = (
+        over_reps(
+            [
+                sum(r["processes"][n]["cpu_s"] for n in scenario.processes if n in r["processes"])
+                / r["tokens"]
+                * 1000
+                if r["tokens"]
+                else None
+                for r in reps
+            ]
+        ).as_json()
+        if scenario.processes
+        else None
+    )
     return figures

@@ -6,11 +6,10 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from tandem.changes import ChangeSignal
-from tandem.monitor import BackendMonitor
 from tandem.host_memory import host_memory
+from tandem.monitor import BackendMonitor
 from tandem.protoutil import timestamp
 from tandem.v1 import gateway_pb2, worker_pb2
-
 from tandem_gateway.pool import WorkerPool
 
 _GIB = 1024**3

@@ -21,8 +21,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tandem.backends.base import same_model
 from tandem.protoutil import timestamp
-from tandem.serving import CHANNEL_OPTIONS
 from tandem.services import WORKER_SERVICE
+from tandem.serving import CHANNEL_OPTIONS
 from tandem.v1 import gateway_pb2, worker_pb2, worker_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -149,12 +149,16 @@ class WorkerLink:
                 if probes % _NODE_REFRESH_EVERY == 0:
                     await self._refresh_node()
                 await self._heard(reply.status)
-            await asyncio.sleep(max(0.0, self._timing.probe_interval_s - (time.monotonic() - started)))
+            await asyncio.sleep(
+                max(0.0, self._timing.probe_interval_s - (time.monotonic() - started))
+            )
 
     async def _heard(self, status: int) -> None:
         self.last_seen = datetime.now(UTC)
         serving = status == health_pb2.HealthCheckResponse.SERVING
-        state = gateway_pb2.WORKER_STATE_SERVING if serving else gateway_pb2.WORKER_STATE_NOT_SERVING
+        state = (
+            gateway_pb2.WORKER_STATE_SERVING if serving else gateway_pb2.WORKER_STATE_NOT_SERVING
+        )
         if state != self.state:
             await self._refresh_node()
         if serving and self.credentials_error:
@@ -162,7 +166,9 @@ class WorkerLink:
             return
         error = ""
         if not serving:
-            error = self.node.error if self.node and self.node.error else "worker reports NOT_SERVING"
+            error = (
+                self.node.error if self.node and self.node.error else "worker reports NOT_SERVING"
+            )
         await self._set(state, error)
 
     async def _lost(self, why: str) -> None:

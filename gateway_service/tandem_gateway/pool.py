@@ -14,7 +14,7 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 
 import grpc
 from grpc_status import rpc_status
@@ -42,7 +42,7 @@ class WorkerPool:
         addresses: Iterable[str],
         on_change: ChangeSink,
         *,
-        timing: LinkTiming = LinkTiming(),
+        timing: LinkTiming | None = None,
         channels: ChannelFactory = plaintext_channel,
         connect_timeout_s: float = 5.0,
     ) -> None:
@@ -50,7 +50,8 @@ class WorkerPool:
         self._connect_timeout_s = connect_timeout_s
         self.changes = ChangeSignal()
         self.links = [
-            WorkerLink(address, self._link_changed, timing, channels) for address in addresses
+            WorkerLink(address, self._link_changed, timing or LinkTiming(), channels)
+            for address in addresses
         ]
         # Routes relayed per worker address right now (only generate() changes it).
         self.routes: collections.Counter[str] = collections.Counter()
@@ -115,7 +116,7 @@ class WorkerPool:
             f"no worker is serving{tried}: {states}", node=names, reason=Reason.NO_WORKER
         )
 
-    async def generate(self, call: WorkerCall) -> AsyncIterator[gateway_pb2.RouteResponse]:
+    async def generate(self, call: WorkerCall) -> AsyncGenerator[gateway_pb2.RouteResponse, None]:
         """One worker's stream as Route events; the next worker if one fails before
         its first token. Raises a TandemFault for a failure the client must see."""
         tried: frozenset[str] = frozenset()
@@ -149,7 +150,9 @@ class _RetryElsewhere(Exception):
     """The worker failed before producing anything: another worker may answer."""
 
 
-async def _relay(link: WorkerLink, call: WorkerCall) -> AsyncIterator[gateway_pb2.RouteResponse]:
+async def _relay(
+    link: WorkerLink, call: WorkerCall
+) -> AsyncGenerator[gateway_pb2.RouteResponse, None]:
     """Relay one worker's Generate stream as Route events."""
     stream = link.stub.Generate(
         call.request,
@@ -222,7 +225,7 @@ def _worker_fault(address: str, exc: grpc.aio.AioRpcError) -> TandemFault:
             reason=Reason.WORKER_REFUSES_GATEWAY,
         )
     try:
-        original = rpc_status.from_call(exc)  # type: ignore[arg-type]
+        original = rpc_status.from_call(exc)
     except ValueError:
         original = None
     details = tuple(original.details) if original is not None else ()

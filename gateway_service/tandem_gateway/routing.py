@@ -69,9 +69,7 @@ class RoutingPolicy:
         """
         defaults = (self.defaults or {}).get(difficulty or "medium")
         screening = route.screening
-        messages = (
-            turns_to_proto(screening.turns) if screening.redacted else route.request.messages
-        )
+        messages = turns_to_proto(screening.turns) if screening.redacted else route.request.messages
         options = common_pb2.GenerationOptions()
         options.CopyFrom(route.request.options)
         request = route.request

@@ -14,8 +14,8 @@ from tandem.monitor import BackendMonitor
 from tandem.node import NodeRole, run_node
 from tandem.security.client import worker_channels
 from tandem.security.limits import ClientLimiter
-from tandem.serving import RunningServer
 from tandem.services import GATEWAY_SERVICE
+from tandem.serving import RunningServer
 from tandem.settings import GatewaySettings
 from tandem.v1.gateway_pb2_grpc import add_GatewayServiceServicer_to_server
 from tandem_gateway.cluster import ClusterView
@@ -118,7 +118,9 @@ async def running_gateway(settings: GatewaySettings) -> AsyncIterator[RunningGat
             log.warning("gateway runs FAIL-OPEN: requests pass unscreened when the judge fails")
         log.info(
             "gateway listening on %s (%s; workers %s)",
-            running.address, judge, ", ".join(settings.workers),
+            running.address,
+            judge,
+            ", ".join(settings.workers),
         )
         yield RunningGateway(
             running.server,

@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import grpc
@@ -70,7 +70,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
 
     async def Route(
         self, request: gateway_pb2.RouteRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[gateway_pb2.RouteResponse]:
+    ) -> AsyncGenerator[gateway_pb2.RouteResponse, None]:
         with self.routes.track():
             started = time.monotonic()
             turns = self._turns(request.messages)
@@ -83,7 +83,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
             remaining = context.time_remaining()
             route = RouteCall(
                 request=request,
-                screening=self._guard.screen(turns, chat.tools),
+                screening=await self._guard.screen(turns, chat.tools),
                 request_id=request_id_of(context),
                 started=started,
                 client_deadline=None if remaining is None else time.monotonic() + remaining,
@@ -96,7 +96,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
                 async for event in events:
                     yield event
 
-    async def _screened(self, route: RouteCall) -> AsyncIterator[gateway_pb2.RouteResponse]:
+    async def _screened(self, route: RouteCall) -> AsyncGenerator[gateway_pb2.RouteResponse, None]:
         """Decide first; only an allowed request reaches a worker."""
         decision = await self._guard.finish(route.screening)
         _log_decision(route.request_id, decision)
@@ -130,7 +130,9 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
             await _cancel(first)
             await events.aclose()
 
-    async def _speculative(self, route: RouteCall) -> AsyncIterator[gateway_pb2.RouteResponse]:
+    async def _speculative(
+        self, route: RouteCall
+    ) -> AsyncGenerator[gateway_pb2.RouteResponse, None]:
         """Start the worker while the judge runs; hold its events until the verdict.
 
         Only requests the rules and classifier passed get here. On REFUSE the
@@ -157,8 +159,10 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
                 # The judge withheld a tool result the speculative call was given: that
                 # generation is dropped and the request answered without it.
                 await _cancel(worker)
-                log.info("route %s: speculative generation cancelled: a tool result was "
-                         "withheld", route.request_id)
+                log.info(
+                    "route %s: speculative generation cancelled: a tool result was withheld",
+                    route.request_id,
+                )
                 events = self._dispatch(route, decision)
                 async with contextlib.aclosing(events):
                     async for event in events:
@@ -185,7 +189,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
 
     async def WatchClusterStatus(
         self, request: gateway_pb2.WatchClusterStatusRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[gateway_pb2.ClusterStatus]:
+    ) -> AsyncGenerator[gateway_pb2.ClusterStatus, None]:
         while True:
             yield self._cluster.snapshot()
             await self._cluster.wait_for_change(HEARTBEAT_S)

@@ -371,7 +371,7 @@ def _whole_numbers(value: object) -> object:
 
 def dict_to_struct(value: object) -> struct_pb2.Struct:
     struct = struct_pb2.Struct()
-    struct.update(value)  # type: ignore[arg-type]
+    struct.update(value)
     return struct
 
 

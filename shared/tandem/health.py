@@ -17,7 +17,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tandem.changes import ChangeSignal
 
-ServingStatus = health_pb2.HealthCheckResponse.ServingStatus
+# A grpc.health.v1 serving status (SERVING, NOT_SERVING, ...), an int enum value.
+ServingStatus = int
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 SERVICE_UNKNOWN = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN

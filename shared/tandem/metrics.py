@@ -82,16 +82,35 @@ class StreamMetrics:
         registry = CollectorRegistry()
         return cls(
             registry=registry,
-            calls=Counter(f"{prefix}_calls", "Streaming calls by method and final status code",
-                          ["method", "code"], registry=registry),
-            time_to_first_token=Histogram(f"{prefix}_time_to_first_token_seconds",
-                                          "From receiving the call to sending its first token",
-                                          ["method"], buckets=_LATENCY_BUCKETS, registry=registry),
-            tokens=Counter(f"{prefix}_tokens", "Generated tokens relayed", ["method"], registry=registry),
-            decisions=Counter(f"{prefix}_decisions", "Guard decisions",
-                              ["verdict", "tier", "difficulty"], registry=registry),
-            decision_latency=Histogram(f"{prefix}_decision_seconds", "Time the guard took, by tier",
-                                       ["tier"], buckets=_LATENCY_BUCKETS, registry=registry),
+            calls=Counter(
+                f"{prefix}_calls",
+                "Streaming calls by method and final status code",
+                ["method", "code"],
+                registry=registry,
+            ),
+            time_to_first_token=Histogram(
+                f"{prefix}_time_to_first_token_seconds",
+                "From receiving the call to sending its first token",
+                ["method"],
+                buckets=_LATENCY_BUCKETS,
+                registry=registry,
+            ),
+            tokens=Counter(
+                f"{prefix}_tokens", "Generated tokens relayed", ["method"], registry=registry
+            ),
+            decisions=Counter(
+                f"{prefix}_decisions",
+                "Guard decisions",
+                ["verdict", "tier", "difficulty"],
+                registry=registry,
+            ),
+            decision_latency=Histogram(
+                f"{prefix}_decision_seconds",
+                "Time the guard took, by tier",
+                ["tier"],
+                buckets=_LATENCY_BUCKETS,
+                registry=registry,
+            ),
         )
 
     def observe(self, method: str, response: Any, started: float, first_token: bool) -> bool:
@@ -192,7 +211,9 @@ class MetricsServer:
         self._server.server_close()
 
 
-def start_metrics(listen: str | None, registry: CollectorRegistry, role: str) -> MetricsServer | None:
+def start_metrics(
+    listen: str | None, registry: CollectorRegistry, role: str
+) -> MetricsServer | None:
     """Serve /metrics on ``listen``; a port in use is logged, never fatal."""
     if not listen:
         return None

@@ -82,12 +82,16 @@ class BackendMonitor:
             self._liveness = LivenessResult(True, datetime.now(UTC), 0.0)
 
     def start(self, on_readiness: ReadinessSink) -> None:
-        self._task = asyncio.create_task(self._warm_then_probe(on_readiness), name=f"monitor-{self.name}")
+        self._task = asyncio.create_task(
+            self._warm_then_probe(on_readiness), name=f"monitor-{self.name}"
+        )
 
     async def _warm_then_probe(self, on_readiness: ReadinessSink) -> None:
         try:
             await self.backend.warm_up()
-            log.info("%s: model %s loaded from %s", self.name, self.backend.model, self.backend.location)
+            log.info(
+                "%s: model %s loaded from %s", self.name, self.backend.model, self.backend.location
+            )
         except BackendError as exc:
             log.warning("%s: warm-up failed: %s", self.name, exc.message)
         ready: bool | None = None
@@ -127,10 +131,14 @@ class BackendMonitor:
             async with asyncio.timeout(self._liveness_timeout_s):
                 await self.backend.generate_one_token(keep_alive_s)
         except (BackendError, TimeoutError) as exc:
-            error = exc.message if isinstance(exc, BackendError) else (
-                f"no token within {self._liveness_timeout_s:.0f}s"
+            error = (
+                exc.message
+                if isinstance(exc, BackendError)
+                else (f"no token within {self._liveness_timeout_s:.0f}s")
             )
-            self._liveness = LivenessResult(False, datetime.now(UTC), time.monotonic() - started, error)
+            self._liveness = LivenessResult(
+                False, datetime.now(UTC), time.monotonic() - started, error
+            )
             log.warning("%s: liveness check failed: %s", self.name, error)
         else:
             self._liveness = LivenessResult(True, datetime.now(UTC), time.monotonic() - started)

@@ -45,6 +45,4 @@ def enum_name(enum: EnumTypeWrapper, value: int, prefix: str) -> Any:
 
 def enum_names(enum: EnumTypeWrapper, prefix: str) -> tuple[str, ...]:
     """Every name of ``enum`` but its zero value, lower-case without ``prefix``."""
-    return tuple(
-        name.removeprefix(prefix).lower() for name, number in enum.items() if number != 0
-    )
+    return tuple(name.removeprefix(prefix).lower() for name, number in enum.items() if number != 0)

@@ -138,7 +138,11 @@ async def start_server(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = list(service_names)
     reflection.enable_server_reflection(
-        [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        [
+            *names,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ],
         server,
     )
     bind_host = f"[{host}]" if ":" in host else host
@@ -196,7 +200,9 @@ async def wait_for_listen_address(listen: str) -> None:
             log.warning(
                 "waiting for address %s to exist on this host before listening on %s "
                 "(waited %.0fs; is its network link up?)",
-                host, listen, now - started,
+                host,
+                listen,
+                now - started,
             )
             logged_at = now
         await asyncio.sleep(delay)

@@ -237,7 +237,8 @@ class NodeSettings(ServerSecuritySettings, BackendSettings):
 
     listen: str = Field(default="127.0.0.1:0", description="host:port to serve gRPC on.")
     metrics_listen: str | None = Field(
-        default=None, description="host:port for the Prometheus /metrics endpoint; empty disables it."
+        default=None,
+        description="host:port for the Prometheus /metrics endpoint; empty disables it.",
     )
 
 
@@ -329,9 +330,7 @@ class GatewaySettings(NodeSettings):
 
     model_config = SettingsConfigDict(env_prefix="TANDEM_GATEWAY_", extra="ignore")
 
-    listen: str = Field(
-        default="127.0.0.1:50051", description="host:port to serve gRPC on."
-    )
+    listen: str = Field(default="127.0.0.1:50051", description="host:port to serve gRPC on.")
     workers: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["127.0.0.1:50052"],
         description="Worker address host:port; repeat the flag for several workers "
@@ -343,9 +342,10 @@ class GatewaySettings(NodeSettings):
         description="Ollama keep_alive for the judge model; '-1' keeps it resident forever.",
     )
     judge_timeout_s: float = Field(
-        default=30.0, gt=0,
+        default=30.0,
+        gt=0,
         description="Longest one LLM judge call (one window of one message) may take, in "
-        "seconds (a client's deadline bounds the whole request)."
+        "seconds (a client's deadline bounds the whole request).",
     )
     fail_open: bool = Field(
         default=False,
@@ -472,7 +472,9 @@ class GatewaySettings(NodeSettings):
         "spends nothing on refused requests. Only after the rules and classifier passed.",
     )
     low_max_tokens: int = Field(
-        default=1024, ge=1, description="max_tokens for a 'low' difficulty task when the client set none."
+        default=1024,
+        ge=1,
+        description="max_tokens for a 'low' difficulty task when the client set none.",
     )
     medium_max_tokens: int = Field(
         default=2048, ge=1, description="max_tokens for a 'medium' task when the client set none."
@@ -481,15 +483,20 @@ class GatewaySettings(NodeSettings):
         default=4096, ge=1, description="max_tokens for a 'high' task when the client set none."
     )
     low_deadline_s: float = Field(
-        default=120.0, gt=0,
+        default=120.0,
+        gt=0,
         description="Deadline of a 'low' task's generation when the client set none, in seconds "
         "(never above --max-route-s).",
     )
     medium_deadline_s: float = Field(
-        default=300.0, gt=0, description="Deadline of a 'medium' task when the client set none, in seconds."
+        default=300.0,
+        gt=0,
+        description="Deadline of a 'medium' task when the client set none, in seconds.",
     )
     high_deadline_s: float = Field(
-        default=900.0, gt=0, description="Deadline of a 'high' task when the client set none, in seconds."
+        default=900.0,
+        gt=0,
+        description="Deadline of a 'high' task when the client set none, in seconds.",
     )
     low_priority: int = Field(
         default=2,
@@ -497,8 +504,12 @@ class GatewaySettings(NodeSettings):
         "defaults serve short tasks first; the worker's --max-queue-bypass bounds the wait "
         "of the others.",
     )
-    medium_priority: int = Field(default=1, description="Queue priority of a 'medium' task on the worker.")
-    high_priority: int = Field(default=0, description="Queue priority of a 'high' task on the worker.")
+    medium_priority: int = Field(
+        default=1, description="Queue priority of a 'medium' task on the worker."
+    )
+    high_priority: int = Field(
+        default=0, description="Queue priority of a 'high' task on the worker."
+    )
 
     openai_listen: str | None = Field(
         default=None,

@@ -42,12 +42,16 @@ class AdmissionRejected(ResourceExhausted):
 class _Waiter:
     priority: int
     arrival: int
-    granted: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    granted: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
     bypassed: int = 0  # how many later arrivals were served before this one
 
 
 class Admission:
-    def __init__(self, max_running: int, max_queued: int, max_bypass: int = DEFAULT_MAX_BYPASS) -> None:
+    def __init__(
+        self, max_running: int, max_queued: int, max_bypass: int = DEFAULT_MAX_BYPASS
+    ) -> None:
         self._max_running = max_running
         self._max_queued = max_queued
         self._max_bypass = max_bypass

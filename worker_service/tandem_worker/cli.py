@@ -14,7 +14,8 @@ def add_command(commands: Subcommands) -> None:
     parser = commands.add_parser(
         "worker",
         help="run the worker (the Mac Mini node that generates)",
-        description="Serve tandem.v1.WorkerService. Without --ollama-url it runs the embedded model.",
+        description="Serve tandem.v1.WorkerService. Without --ollama-url it runs the "
+        "embedded model.",
     )
     add_settings_arguments(parser, WorkerSettings)
     parser.set_defaults(run=run)

@@ -14,8 +14,8 @@ from tandem.backends.factory import build_backend
 from tandem.metrics import MetricsServer
 from tandem.monitor import BackendMonitor
 from tandem.node import NodeRole, run_node
-from tandem.serving import RunningServer
 from tandem.services import WORKER_SERVICE
+from tandem.serving import RunningServer
 from tandem.settings import WorkerSettings
 from tandem.v1.worker_pb2_grpc import add_WorkerServiceServicer_to_server
 from tandem_worker.admission import Admission
@@ -53,8 +53,9 @@ async def running_worker(settings: WorkerSettings) -> AsyncIterator[RunningWorke
         settings.max_queue_bypass,
     )
     if settings.served_models and backend.kind != "ollama":
-        log.warning("--served-model is ignored: the %s backend serves only %s",
-                    backend.kind, backend.model)
+        log.warning(
+            "--served-model is ignored: the %s backend serves only %s", backend.kind, backend.model
+        )
     service = WorkerService(
         monitor,
         admission,
@@ -64,12 +65,24 @@ async def running_worker(settings: WorkerSettings) -> AsyncIterator[RunningWorke
         served_models=settings.served_models if backend.kind == "ollama" else (),
     )
     gauges = functools.partial(_live_gauges, monitor, admission)
-    node = NodeRole("worker", monitor.name, WORKER_SERVICE, add_WorkerServiceServicer_to_server,
-                    service, monitor, monitor.calls, gauges, observed_methods=("Generate",))
+    node = NodeRole(
+        "worker",
+        monitor.name,
+        WORKER_SERVICE,
+        add_WorkerServiceServicer_to_server,
+        service,
+        monitor,
+        monitor.calls,
+        gauges,
+        observed_methods=("Generate",),
+    )
     async with run_node(node, settings) as running:
         log.info(
             "worker %s listening on %s (backend %s, model %s)",
-            monitor.name, running.address, backend.kind, backend.model,
+            monitor.name,
+            running.address,
+            backend.kind,
+            backend.model,
         )
         yield RunningWorker(running.server, monitor, admission, running.metrics_server)
 

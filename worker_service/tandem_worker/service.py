@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 
 import grpc
 
@@ -66,7 +66,7 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
 
     async def Generate(
         self, request: worker_pb2.GenerateRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[worker_pb2.GenerateResponse]:
+    ) -> AsyncGenerator[worker_pb2.GenerateResponse, None]:
         started = time.monotonic()
         request_id = request_id_of(context)
         turns = turns_from_proto(request.messages, max_chars=self._max_prompt_chars)

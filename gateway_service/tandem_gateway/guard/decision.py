@@ -32,8 +32,10 @@ def _names(enum: EnumTypeWrapper, prefix: str, alias: object) -> dict[str, int]:
         if value != 0  # *_UNSPECIFIED
     }
     if set(names) != set(get_args(alias)):
-        raise RuntimeError(f"guard vocabulary out of date with {enum.DESCRIPTOR.full_name}: "
-                           f"{sorted(names)} != {sorted(get_args(alias))}")
+        raise RuntimeError(
+            f"guard vocabulary out of date with {enum.DESCRIPTOR.full_name}: "
+            f"{sorted(names)} != {sorted(get_args(alias))}"
+        )
     return names
 
 
@@ -74,14 +76,16 @@ class GuardDecision:
 
     def to_proto(self) -> gateway_pb2.Decision:
         decision = gateway_pb2.Decision(
-            verdict=VERDICTS[self.verdict],
-            difficulty=DIFFICULTIES_BY_NAME[self.difficulty] if self.difficulty else 0,
             task_type=self.task_type,
-            threats=[THREATS[t] for t in self.threats],
             reason=self.reason,
-            tier=TIERS[self.tier],
             latency=seconds_to_duration(self.latency_s),
         )
+        # Enum fields set by number (the generated stubs type them as their enum classes).
+        decision.verdict = VERDICTS[self.verdict]  # type: ignore[assignment]
+        decision.tier = TIERS[self.tier]  # type: ignore[assignment]
+        if self.difficulty:
+            decision.difficulty = DIFFICULTIES_BY_NAME[self.difficulty]  # type: ignore[assignment]
+        decision.threats.extend(THREATS[t] for t in self.threats)
         if self.message_index is not None:
             decision.message_index = self.message_index
         if self.window_index is not None:

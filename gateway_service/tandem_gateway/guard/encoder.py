@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -162,7 +163,7 @@ def _layer_norm(x: F32, ln: tuple[F32, F32]) -> F32:
 
 def _gelu(x: F32) -> F32:
     inner = x * (np.float32(0.7978845608) + np.float32(0.7978845608 * 0.044715) * x * x)
-    return np.float32(0.5) * x * (np.float32(1.0) + np.tanh(inner))
+    return cast(F32, np.float32(0.5) * x * (np.float32(1.0) + np.tanh(inner)))
 
 
 class SentenceEncoder:

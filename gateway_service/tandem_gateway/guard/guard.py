@@ -60,6 +60,10 @@ from tandem_gateway.guard.tasktype import task_type_of
 
 log = logging.getLogger(__name__)
 
+# Messages up to this long are classified on the event loop (one or two encoder
+# windows, a few ms); longer ones in a thread.
+INLINE_CLASSIFIER_CHARS = 1_000
+
 _RANK = {name: rank for rank, name in enumerate(DIFFICULTY_NAMES)}
 _JUDGED_INJECTION = "the judge found instructions aimed at the assistant"
 Verdicts = tuple[tuple[ScreenItem, GuardDecision], ...]
@@ -121,13 +125,15 @@ class Guard:
         self.cache = VerdictCache(options.cache_size, options.cache_ttl_s)
         self._decide_at = self._threshold(options.decide_threshold, "decide")
         self._prescreen_at = self._threshold(options.prescreen_threshold, "prescreen")
-        self.version = "|".join((
-            judge.version,
-            classifier.version if classifier else "no-classifier",
-            f"{self._decide_at}/{self._prescreen_at}",
-            f"judge={options.use_judge}/{options.enforce_judge}",
-            f"window={options.window_chars}/{options.window_overlap_chars}",
-        ))
+        self.version = "|".join(
+            (
+                judge.version,
+                classifier.version if classifier else "no-classifier",
+                f"{self._decide_at}/{self._prescreen_at}",
+                f"judge={options.use_judge}/{options.enforce_judge}",
+                f"window={options.window_chars}/{options.window_overlap_chars}",
+            )
+        )
 
     def _threshold(self, override: float | None, name: str) -> float:
         if override is not None:
@@ -156,14 +162,19 @@ class Guard:
     async def decide(
         self, turns: Sequence[ChatTurn], tools: Sequence[ToolDefinition] = ()
     ) -> GuardDecision:
-        return await self.finish(self.screen(turns, tools))
+        return await self.finish(await self.screen(turns, tools))
 
     # --- the fast tiers -------------------------------------------------------------
 
-    def screen(
+    async def screen(
         self, turns: Sequence[ChatTurn], tools: Sequence[ToolDefinition] = ()
     ) -> Screening:
-        """Every tier that needs no model call, on every piece, whole."""
+        """Every tier that needs no model call, on every piece, whole.
+
+        Only a long message's classifier pass leaves the event loop (a thread): the
+        sentence encoder reads it window by window, ~30 ms each on 2 cores, and the
+        gateway's other streams and health checks must not wait for that.
+        """
         started = time.monotonic()
         notes: list[str] = []
         forwarded, redacted = tuple(turns), False
@@ -171,13 +182,18 @@ class Guard:
             scan = scan_secrets(forwarded)
             if scan.findings:
                 if self.options.secrets == "refuse":
-                    return _final(forwarded, started, notes, GuardDecision(
-                        verdict="refuse",
-                        tier="rules",
-                        reason=f"contains a secret ({scan.describe()}); refused by the secrets "
-                        "policy: remove it and resend",
-                        message_index=scan.findings[0].turn_index,
-                    ))
+                    return _final(
+                        forwarded,
+                        started,
+                        notes,
+                        GuardDecision(
+                            verdict="refuse",
+                            tier="rules",
+                            reason=f"contains a secret ({scan.describe()}); refused by the secrets "
+                            "policy: remove it and resend",
+                            message_index=scan.findings[0].turn_index,
+                        ),
+                    )
                 forwarded, redacted = scan.turns, True
                 notes.append(f"redacted {scan.describe()}")
         items = items_of(forwarded, tools)
@@ -207,10 +223,14 @@ class Guard:
                 if item is user:
                     pre_difficulty = cached.difficulty
                 if cached.refused:
-                    refusal = refuse_or_withhold(item, dataclasses.replace(
-                        cached, tier="cache",
-                        reason=f"cached {cached.tier} verdict: {cached.reason}",
-                    ))
+                    refusal = refuse_or_withhold(
+                        item,
+                        dataclasses.replace(
+                            cached,
+                            tier="cache",
+                            reason=f"cached {cached.tier} verdict: {cached.reason}",
+                        ),
+                    )
                     if refusal is not None:
                         return _final(forwarded, started, notes, refusal, redacted)
                     continue
@@ -218,14 +238,19 @@ class Guard:
                 continue
             hit = self._rules.check_text(item.text)  # the whole text, however long
             if hit is not None:
-                refusal = refuse_or_withhold(item, GuardDecision(
-                    verdict="refuse", tier="rules", reason=f"{hit.reason} (rule {hit.rule})",
-                    threats=(hit.threat,),
-                ))
+                refusal = refuse_or_withhold(
+                    item,
+                    GuardDecision(
+                        verdict="refuse",
+                        tier="rules",
+                        reason=f"{hit.reason} (rule {hit.rule})",
+                        threats=(hit.threat,),
+                    ),
+                )
                 if refusal is not None:
                     return _final(forwarded, started, notes, refusal, redacted)
                 continue
-            assessment = self._assess(item)
+            assessment = await self._assess(item)
             if assessment is not None:
                 if item is user:
                     pre_difficulty = assessment.difficulty
@@ -252,11 +277,16 @@ class Guard:
         if withheld:
             forwarded = withhold(forwarded, withheld)
         base = Screening(
-            forwarded, redacted or bool(withheld), started,
-            known=tuple(known), user=user,
+            forwarded,
+            redacted or bool(withheld),
+            started,
+            known=tuple(known),
+            user=user,
             context=user.text[:MAX_CONTEXT_CHARS] if user else "",
-            flag=flag, pre_difficulty=pre_difficulty,
-            withheld=tuple(withheld), notes=tuple(notes),
+            flag=flag,
+            pre_difficulty=pre_difficulty,
+            withheld=tuple(withheld),
+            notes=tuple(notes),
         )
         if pending:
             return dataclasses.replace(base, pending=tuple(pending))
@@ -265,10 +295,12 @@ class Guard:
             base, decision=_with_notes(decision, notes, time.monotonic() - started)
         )
 
-    def _assess(self, item: ScreenItem) -> ThreatAssessment | None:
+    async def _assess(self, item: ScreenItem) -> ThreatAssessment | None:
         if self.classifier is None or item.kind not in CLASSIFIED_KINDS:
             return None
-        return assess_message(self.classifier, item.as_turn())
+        if len(item.text) <= INLINE_CLASSIFIER_CHARS:
+            return assess_message(self.classifier, item.as_turn())
+        return await asyncio.to_thread(assess_message, self.classifier, item.as_turn())
 
     def _withholds(self, item: ScreenItem) -> bool:
         return self.options.indirect == "withhold" and item.kind in DATA_KINDS
@@ -305,13 +337,21 @@ class Guard:
             tier, reason = "rules", "nothing to screen"
         else:
             tier = fresh
-            reason = mine.reason if mine is not None and mine.tier == fresh else {
-                "judge": "judge: no threat in the new messages",
-                "classifier": "classifier: no threat in the new messages",
-            }.get(fresh, "passed the rules tier")
+            reason = (
+                mine.reason
+                if mine is not None and mine.tier == fresh
+                else {
+                    "judge": "judge: no threat in the new messages",
+                    "classifier": "classifier: no threat in the new messages",
+                }.get(fresh, "passed the rules tier")
+            )
         return GuardDecision(
-            verdict="allow", tier=tier, reason=reason, difficulty=difficulty,
-            task_type=task_type, withheld=screening.withheld,
+            verdict="allow",
+            tier=tier,
+            reason=reason,
+            difficulty=difficulty,
+            task_type=task_type,
+            withheld=screening.withheld,
         )
 
     # --- the judge ------------------------------------------------------------------
@@ -344,8 +384,11 @@ class Guard:
 
     async def _judge_item(self, item: ScreenItem, context: str) -> GuardDecision:
         windows = windows_of(
-            item.kind, item.text, item.message_index,
-            size=self.options.window_chars, overlap=self.options.window_overlap_chars,
+            item.kind,
+            item.text,
+            item.message_index,
+            size=self.options.window_chars,
+            overlap=self.options.window_overlap_chars,
             context=context,
         )
         difficulty: DifficultyName | None = None
@@ -355,7 +398,9 @@ class Guard:
                 output = await self.judge.judge(window)
             if output.verdict == "refuse":
                 verdict = GuardDecision(
-                    verdict="refuse", tier="judge", reason=output.reason or "judged a threat",
+                    verdict="refuse",
+                    tier="judge",
+                    reason=output.reason or "judged a threat",
                     threats=tuple(dict.fromkeys(output.threats)),
                     window_index=window.window_index,
                 )
@@ -366,8 +411,11 @@ class Guard:
                 difficulty, task_type = output.difficulty, output.task_type
         else:
             verdict = GuardDecision(
-                verdict="allow", tier="judge", reason=f"judge: allowed ({len(windows)} window"
-                f"{'s' if len(windows) > 1 else ''})", difficulty=difficulty, task_type=task_type,
+                verdict="allow",
+                tier="judge",
+                reason=f"judge: allowed ({len(windows)} window{'s' if len(windows) > 1 else ''})",
+                difficulty=difficulty,
+                task_type=task_type,
             )
         if self.judge_decides:
             self.cache.put(message_key(item.kind, item.text, self.version), verdict)
@@ -387,7 +435,8 @@ class Guard:
         if len(withheld) == len(screening.withheld):
             return allowed
         return dataclasses.replace(
-            allowed, withheld=tuple(withheld),
+            allowed,
+            withheld=tuple(withheld),
             reason=f"{allowed.reason}; withheld the tool result in message"
             f"{'s' if len(withheld) > 1 else ''} {', '.join(map(str, withheld))} "
             f"({_JUDGED_INJECTION})",
@@ -395,12 +444,16 @@ class Guard:
 
     def _judge_advised(self, screening: Screening, judged: Verdicts) -> GuardDecision:
         base = self._allowed(screening, screening.known, self._fast_tier)
-        flagged = [f"{item.label}: {', '.join(v.threats) or 'a threat'} ({v.reason})"
-                   for item, v in judged if v.refused]
+        flagged = [
+            f"{item.label}: {', '.join(v.threats) or 'a threat'} ({v.reason})"
+            for item, v in judged
+            if v.refused
+        ]
         if not flagged:
             return base
         return dataclasses.replace(
-            base, reason=f"{base.reason}; judge flagged {'; '.join(flagged)}; advisory only, "
+            base,
+            reason=f"{base.reason}; judge flagged {'; '.join(flagged)}; advisory only, "
             "not enforced",
         )
 
@@ -419,8 +472,10 @@ class Guard:
         if self.options.fail_open:
             flag = screening.flag
             if flag is not None and flag.score >= self._decide_at:
-                log.error("GUARD FAIL-OPEN: judge failed (%s); the classifier flags the request: "
-                          "refused", what)
+                log.error(
+                    "GUARD FAIL-OPEN: judge failed (%s); the classifier flags the request: refused",
+                    what,
+                )
                 decision = _classifier_refuses(flag, self._decide_at)
                 return dataclasses.replace(
                     decision, reason=f"judge unavailable ({what}); {decision.reason}"
@@ -428,7 +483,8 @@ class Guard:
             log.error("GUARD FAIL-OPEN: judge failed (%s); request ALLOWED without the judge", what)
             base = self._allowed(screening, screening.known, "policy")
             return dataclasses.replace(
-                base, tier="policy",
+                base,
+                tier="policy",
                 reason=f"judge unavailable ({what}); allowed by fail-open policy",
                 difficulty=base.difficulty or "medium",
             )
@@ -445,7 +501,7 @@ def assess_message(classifier: GuardClassifier, turn: ChatTurn) -> ThreatAssessm
     (it windows long text), else ``assess`` on that message alone."""
     method = getattr(classifier, "assess_message", None)
     if method is not None:
-        return method(turn)  # type: ignore[no-any-return]
+        return method(turn)
     return classifier.assess([turn])
 
 

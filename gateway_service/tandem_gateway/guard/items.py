@@ -35,9 +35,7 @@ class ScreenItem:
         return ChatTurn("user" if self.kind == "user" else "tool", self.text)
 
 
-def items_of(
-    turns: Sequence[ChatTurn], tools: Sequence[ToolDefinition] = ()
-) -> list[ScreenItem]:
+def items_of(turns: Sequence[ChatTurn], tools: Sequence[ToolDefinition] = ()) -> list[ScreenItem]:
     items: list[ScreenItem] = []
     for index, turn in enumerate(turns):
         label = f"message {index}"
@@ -46,7 +44,7 @@ def items_of(
                 arguments = json.dumps(dict(call.arguments), ensure_ascii=False, sort_keys=True)
                 items.append(ScreenItem("tool_call", index, f"{call.name}({arguments})", label))
         elif turn.role in ("system", "user", "tool") and turn.content.strip():
-            items.append(ScreenItem(turn.role, index, turn.content, label))  # type: ignore[arg-type]
+            items.append(ScreenItem(turn.role, index, turn.content, label))
     for position, tool in enumerate(tools):
         # Name, description and the parameter schema (whose descriptions the model reads).
         schema = json.dumps(dict(tool.parameters), ensure_ascii=False, sort_keys=True)
@@ -71,6 +69,7 @@ def withhold(turns: Sequence[ChatTurn], reasons: Mapping[int, str]) -> tuple[Cha
     """The conversation with each tool result in ``reasons`` replaced by a note."""
     return tuple(
         dataclasses.replace(turn, content=withhold_note(reasons[index]))
-        if index in reasons else turn
+        if index in reasons
+        else turn
         for index, turn in enumerate(turns)
     )

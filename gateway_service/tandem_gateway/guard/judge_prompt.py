@@ -135,8 +135,10 @@ def windows(text: str, size: int, overlap: int) -> list[tuple[int, int]]:
 
 def render_window(window: JudgeWindow) -> str:
     """The judge's user message: what the piece is, the context, the piece."""
-    where = "" if window.window_count == 1 else (
-        f' part="{window.window_index + 1} of {window.window_count}"'
+    where = (
+        ""
+        if window.window_count == 1
+        else (f' part="{window.window_index + 1} of {window.window_count}"')
     )
     head = f'<content kind="{window.kind}"{where}>'
     parts = []
@@ -164,4 +166,3 @@ def windows_of(
         JudgeWindow(kind, text[start:end], message_index, index, len(spans), context)
         for index, (start, end) in enumerate(spans)
     ]
-

@@ -44,10 +44,14 @@ class RuleHit:
     turn_index: int
 
 
-_PREVIOUS = (r"(?:previous|prior|above|earlier|preceding|foregoing|initial|original|system"
-             r"|developer)")
-_INSTRUCTIONS = (r"(?:instructions?|prompts?|rules|directions|directives|guidelines|guardrails"
-                 r"|constraints)")
+_PREVIOUS = (
+    r"(?:previous|prior|above|earlier|preceding|foregoing|initial|original|system"
+    r"|developer)"
+)
+_INSTRUCTIONS = (
+    r"(?:instructions?|prompts?|rules|directions|directives|guidelines|guardrails"
+    r"|constraints)"
+)
 
 RULES: tuple[Rule, ...] = (
     Rule(
@@ -59,7 +63,7 @@ RULES: tuple[Rule, ...] = (
             rf"\s+{_PREVIOUS}\s+(?:\w+\s+)?{_INSTRUCTIONS}",
             _FLAGS,
         ),
-        keywords=('ignore', 'disregard', 'forget', 'override', 'bypass', 'skip'),
+        keywords=("ignore", "disregard", "forget", "override", "bypass", "skip"),
     ),
     Rule(
         "ignore-everything",
@@ -73,7 +77,7 @@ RULES: tuple[Rule, ...] = (
             r"|\b(?:obigen|vorherigen)\s+(?:anweisungen|ausf[üu]hrungen)\s+ignorieren\b",
             _FLAGS,
         ),
-        keywords=('ignore', 'disregard', 'forget', 'vergiss', 'ignorieren'),
+        keywords=("ignore", "disregard", "forget", "vergiss", "ignorieren"),
     ),
     Rule(
         "new-instructions-override",
@@ -85,7 +89,7 @@ RULES: tuple[Rule, ...] = (
             r"(?:ignore|disregard|no longer follow)\b",
             _FLAGS,
         ),
-        keywords=('new', 'now'),
+        keywords=("new", "now"),
     ),
     Rule(
         "system-prompt-extraction",
@@ -99,7 +103,7 @@ RULES: tuple[Rule, ...] = (
             r"|\bwhat\s+(?:is|was)\s+written\s+(?:above|at\s+the\s+(?:beginning|start|top)\s+of\s+(?:this|the|your)\s+(?:prompt|conversation|instructions))",
             _FLAGS,
         ),
-        keywords=('system', 'prompt', 'instruction', 'message', 'configuration', 'written'),
+        keywords=("system", "prompt", "instruction", "message", "configuration", "written"),
     ),
     Rule(
         "credential-request",
@@ -110,14 +114,14 @@ RULES: tuple[Rule, ...] = (
             r"\byour\s+(?:password|passcode|passphrase|secret\s+(?:key|code|word|password)|api\s+keys?|access\s+token)\b",
             _FLAGS,
         ),
-        keywords=('password', 'passcode', 'passphrase', 'secret', 'api', 'token'),
+        keywords=("password", "passcode", "passphrase", "secret", "api", "token"),
     ),
     Rule(
         "dan-scaffold",
         "jailbreak",
         "uses the 'Do Anything Now' (DAN) jailbreak scaffold",
         re.compile(r"\bdo\s+anything\s+now\b|\bDAN\s+mode\b|\bact\s+as\s+(?:a\s+)?DAN\b", _FLAGS),
-        keywords=('anything', 'dan'),
+        keywords=("anything", "dan"),
     ),
     Rule(
         "unrestricted-mode",
@@ -130,7 +134,7 @@ RULES: tuple[Rule, ...] = (
             r"|\b(?:without|free\s+of|no)\s+(?:any\s+)?(?:ethical|moral)\s+(?:or\s+\w+\s+)?(?:restrictions|guidelines|limits|constraints|boundaries)\b",
             _FLAGS,
         ),
-        keywords=('mode', 'free', 'released', 'liberated', 'bound', 'ethical', 'moral'),
+        keywords=("mode", "free", "released", "liberated", "bound", "ethical", "moral"),
     ),
     Rule(
         "chat-template-tokens",
@@ -142,7 +146,7 @@ RULES: tuple[Rule, ...] = (
             re.IGNORECASE,
         ),
         outside_code_only=True,
-        keywords=('<|', 'inst]', 'sys>>', '_of_turn>'),
+        keywords=("<|", "inst]", "sys>>", "_of_turn>"),
     ),
     Rule(
         "markdown-exfiltration",
@@ -153,7 +157,7 @@ RULES: tuple[Rule, ...] = (
             r"|!\[[^\]]*\]\(\s*https?://[^)\s]*(?:\{|\$\{|%7B)[^)]*\)",
             re.IGNORECASE,
         ),
-        keywords=('![',),
+        keywords=("![",),
     ),
 )
 
@@ -161,8 +165,10 @@ RULES: tuple[Rule, ...] = (
 # read (a tool result, a fetched page, an e-mail). Each needs an instruction aimed
 # at the model *and* an attack payload, so documentation that merely mentions
 # keys, users or AI agents passes.
-_ATTACK_VERB = (r"(?:ignore|disregard|forget|send|e-?mail|forward|upload|post|exfiltrate|transmit"
-                r"|leak|reveal|print|output|execute|run|delete|curl|wget)")
+_ATTACK_VERB = (
+    r"(?:ignore|disregard|forget|send|e-?mail|forward|upload|post|exfiltrate|transmit"
+    r"|leak|reveal|print|output|execute|run|delete|curl|wget)"
+)
 _PRIVATE = (
     r"(?:~/\.ssh\b(?!/[\w.-]+\.pub)|\.ssh/id_(?:rsa|dsa|ecdsa|ed25519)\b(?!\.pub)"
     r"|~/\.aws(?:/credentials)?\b|\.aws/credentials\b|~/\.env\b|\.env\s+file"
@@ -172,8 +178,10 @@ _PRIVATE = (
     r"|all\s+(?:the\s+|of\s+the\s+)?(?:api\s+keys|passwords|environment\s+variables|env\s+vars"
     r"|credentials|secrets|tokens))"
 )
-_TARGET = (r"(?:https?://|ftp://|[\w.+-]+@[\w-]+\.[\w.]+|(?:this|that|the\s+following|my|our)\s+"
-           r"(?:url|address|server|endpoint|e-?mail|webhook)|attacker|pastebin)")
+_TARGET = (
+    r"(?:https?://|ftp://|[\w.+-]+@[\w-]+\.[\w.]+|(?:this|that|the\s+following|my|our)\s+"
+    r"(?:url|address|server|endpoint|e-?mail|webhook)|attacker|pastebin)"
+)
 
 INDIRECT_RULES: tuple[Rule, ...] = (
     Rule(
@@ -199,8 +207,22 @@ INDIRECT_RULES: tuple[Rule, ...] = (
             rf"{_PRIVATE}[^\n]{{0,80}}?\b(?:to|at|into)\s+{_TARGET}",
             _FLAGS | re.MULTILINE,
         ),
-        keywords=(".ssh", ".aws", ".env", "/etc/", ".netrc", ".kube", "credential", "key",
-                  "password", "secret", "token", "cookie", "environment", "env var"),
+        keywords=(
+            ".ssh",
+            ".aws",
+            ".env",
+            "/etc/",
+            ".netrc",
+            ".kube",
+            "credential",
+            "key",
+            "password",
+            "secret",
+            "token",
+            "cookie",
+            "environment",
+            "env var",
+        ),
     ),
     Rule(
         "addressed-to-the-ai",

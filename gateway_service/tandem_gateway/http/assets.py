@@ -27,6 +27,6 @@ def load_assets() -> dict[str, Asset]:
     folder = resources.files("tandem_gateway") / "dashboard"
     loaded = {}
     for name in (PAGE, *ASSETS):
-        suffix = name[name.rindex("."):]
+        suffix = name[name.rindex(".") :]
         loaded[name] = Asset((folder / name).read_bytes(), _TYPES[suffix])
     return loaded

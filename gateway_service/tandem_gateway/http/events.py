@@ -23,7 +23,8 @@ async def _first_of(change: asyncio.Future[bool], closing: asyncio.Event) -> Non
     """Return when ``change`` is done, or as soon as ``closing`` is set."""
     stop = asyncio.ensure_future(closing.wait())
     try:
-        await asyncio.wait({change, stop}, return_when=asyncio.FIRST_COMPLETED)
+        waiting: set[asyncio.Future[Any]] = {change, stop}
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for task in (change, stop):
             task.cancel()

@@ -36,8 +36,13 @@ class _EmbeddedServer(uvicorn.Server):
 class HttpListener:
     """/metrics, /health and /dashboard on one loopback-by-default address."""
 
-    def __init__(self, sock: socket.socket, feed: DashboardFeed, registry: CollectorRegistry,
-                 auth: DashboardAuth) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        feed: DashboardFeed,
+        registry: CollectorRegistry,
+        auth: DashboardAuth,
+    ) -> None:
         self._sock = sock
         host, port = sock.getsockname()[:2]
         self.port = port

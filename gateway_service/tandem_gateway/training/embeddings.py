@@ -34,5 +34,5 @@ class EmbeddingCache:
                 new += 1
         if new:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(self.path, **self._known)
+            np.savez(self.path, **self._known)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
         return [self._known[k] for k in keys]

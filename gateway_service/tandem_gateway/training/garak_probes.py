@@ -211,7 +211,7 @@ def _probe_parts(
     if not (top and contexts and instructions and payloads and triggers):
         return None
     contexts = [c for c in contexts if INJECTION_MARKER in c]
-    return list(top), contexts, seps, list(instructions), list(payloads), triggers  # type: ignore[return-value]
+    return list(top), contexts, seps, list(instructions), list(payloads), triggers
 
 
 def payload_loader(read: Callable[[str], bytes]) -> Callable[[str], list[str]]:

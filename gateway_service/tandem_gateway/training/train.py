@@ -186,7 +186,7 @@ class GuardData:
             k += len(row)
         return cls(
             rows=list(rows),
-            windows=features,
+            windows=list[Windows](features),
             y=np.array([int(r.is_threat) for r in rows], dtype=np.int64),
             strata=np.array([r.category for r in rows]),
             groups=near_duplicate_groups(
@@ -285,7 +285,10 @@ def cv_tables(
 ) -> dict[str, Rate]:
     picked = np.flatnonzero(mask)
     return _pool(
-        [rates_by([keys[i] for i in picked], [bool(f) for f in flags[picked]]) for flags in flagged]
+        [
+            rates_by([keys[int(i)] for i in picked], [bool(f) for f in flags[picked]])
+            for flags in flagged
+        ]
     )
 
 
@@ -385,7 +388,7 @@ def train_threat(
 
     threat_rows = np.flatnonzero(data.y == 1)
     category_y = np.array(
-        [THREAT_NAMES.index(rows[i].category) for i in threat_rows],  # type: ignore[arg-type]
+        [THREAT_NAMES.index(rows[int(i)].category) for i in threat_rows],
         dtype=np.int64,
     )
     category_config = FitConfig(THREAT_C, multiclass=True)
@@ -500,7 +503,7 @@ def train_difficulty(
     rows_path: Path, log: Log, *, seeds: Sequence[int] = SEEDS
 ) -> tuple[dict[str, Any], LinearModel]:
     rows = load_difficulty_rows(rows_path)
-    y = np.array([DIFFICULTIES.index(r.difficulty) for r in rows], dtype=np.int64)  # type: ignore[arg-type]
+    y = np.array([DIFFICULTIES.index(r.difficulty) for r in rows], dtype=np.int64)
     docs = [raw_features(r.text) for r in rows]
     groups = near_duplicate_groups([r.text for r in rows], [r.source for r in rows])
     strata = np.array([r.difficulty for r in rows])

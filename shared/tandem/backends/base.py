@@ -164,7 +164,9 @@ class BackendProbe:
 class ChatBackend(Protocol):
     """A model that answers chat conversations as a stream of events."""
 
-    kind: Literal["ollama", "embedded"]
+    @property
+    def kind(self) -> Literal["ollama", "embedded"]: ...
+
     model: str
     location: str  # Ollama base URL, or the GGUF path
 

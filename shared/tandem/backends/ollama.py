@@ -195,8 +195,12 @@ class OllamaBackend:
                 location=where,
             )
         if status == 400:
-            return BackendRejected(f"Ollama at {where} rejected the request: {detail}", location=where)
-        return BackendProtocolError(f"Ollama at {where} failed: HTTP {status}: {detail}", location=where)
+            return BackendRejected(
+                f"Ollama at {where} rejected the request: {detail}", location=where
+            )
+        return BackendProtocolError(
+            f"Ollama at {where} failed: HTTP {status}: {detail}", location=where
+        )
 
     async def probe(self) -> BackendProbe:
         started = time.monotonic()
@@ -225,9 +229,13 @@ class OllamaBackend:
         )
         mine = next((m for m in loaded if _same_model(m.name, self.model)), None)
         self._log_gpu_residency(mine)
-        error = "" if available else (
-            f"model {self.model!r} is not on Ollama at {self.location}; "
-            f"pull it with: ollama pull {self.model}"
+        error = (
+            ""
+            if available
+            else (
+                f"model {self.model!r} is not on Ollama at {self.location}; "
+                f"pull it with: ollama pull {self.model}"
+            )
         )
         return BackendProbe(
             reachable=True,
@@ -270,7 +278,9 @@ class OllamaBackend:
             "model": self.model,
             "messages": [{"role": "user", "content": "Reply with OK."}],
             "stream": False,
-            "keep_alive": keep_alive_s if keep_alive_s is not None else _keep_alive_value(self._keep_alive),
+            "keep_alive": keep_alive_s
+            if keep_alive_s is not None
+            else _keep_alive_value(self._keep_alive),
             "options": {"num_predict": 1, "num_ctx": self._num_ctx, "temperature": 0},
         }
         await self._post_chat(body)
@@ -285,7 +295,8 @@ class OllamaBackend:
             ) from exc
         except httpx.TransportError as exc:
             raise BackendUnavailable(
-                f"Ollama at {self.location} is unreachable: {_describe(exc)}", location=self.location
+                f"Ollama at {self.location} is unreachable: {_describe(exc)}",
+                location=self.location,
             ) from exc
         if response.status_code != 200:
             raise self._http_error(response)
@@ -337,7 +348,9 @@ def _parse_line(line: str, location: str) -> dict[str, Any]:
             f"Ollama at {location} sent a line that is not JSON: {line[:80]!r}", location=location
         ) from exc
     if not isinstance(chunk, dict):
-        raise BackendProtocolError(f"Ollama at {location} sent a non-object line", location=location)
+        raise BackendProtocolError(
+            f"Ollama at {location} sent a non-object line", location=location
+        )
     if "error" in chunk:
         raise BackendProtocolError(
             f"Ollama at {location} failed mid-stream: {chunk['error']}", location=location
@@ -516,6 +529,7 @@ def _retry_after(response: httpx.Response) -> float:
 
 def _same_model(candidate: str, wanted: str) -> bool:
     """Ollama names carry an implicit ':latest' tag."""
+
     def norm(name: str) -> str:
         return name if ":" in name else f"{name}:latest"
 

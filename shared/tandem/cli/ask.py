@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from rich.console import Console
 from rich.status import Status
 
-from tandem.security.client import ClientSecurity
 from tandem.sdk import (
     AsyncTandemClient,
     ChatTurn,
@@ -25,7 +24,9 @@ from tandem.sdk import (
     Summary,
     TandemError,
     Text,
+    ToolCall,
 )
+from tandem.security.client import ClientSecurity
 
 EXIT_ANSWERED = 0
 EXIT_ERROR = 1
@@ -57,7 +58,10 @@ async def ask(gateway: str, timeout_s: float, request: AskRequest, security: Cli
     progress = _Progress(err)
     try:
         async with AsyncTandemClient(
-            gateway, timeout_s=timeout_s, auth=security.auth_hook(), credentials=security.credentials
+            gateway,
+            timeout_s=timeout_s,
+            auth=security.auth_hook(),
+            credentials=security.credentials,
         ) as client:
             progress.show("screening…")
             try:
@@ -75,6 +79,9 @@ async def ask(gateway: str, timeout_s: float, request: AskRequest, security: Cli
                         elif isinstance(event, Text):
                             sys.stdout.write(event.text)
                             sys.stdout.flush()
+                        elif isinstance(event, ToolCall):
+                            # tandem ask offers no tools; a model may still name one.
+                            err.print(f"[tool call {event.name}({event.arguments})]", markup=False)
                         else:
                             _print_summary(event, refused, err)
             finally:
@@ -86,9 +93,14 @@ async def ask(gateway: str, timeout_s: float, request: AskRequest, security: Cli
 
 
 def _event_json(event: RouteEvent) -> str:
-    """One JSON line per event: {"decision": {...}}, {"text": "..."} or {"summary": {...}}."""
+    """One JSON line per event: {"decision": {...}}, {"text": "..."}, {"tool_call": {...}}
+    or {"summary": {...}}."""
     if isinstance(event, Text):
         return json.dumps({"text": event.text})
+    if isinstance(event, ToolCall):
+        return json.dumps(
+            {"tool_call": {"id": event.id, "name": event.name, "arguments": dict(event.arguments)}}
+        )
     kind = "decision" if isinstance(event, Decision) else "summary"
     return json.dumps({kind: dataclasses.asdict(event)})
 

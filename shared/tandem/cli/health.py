@@ -23,7 +23,10 @@ async def check_health(
                 health_pb2.HealthCheckRequest(service=service), timeout=timeout_s
             )
         except grpc.aio.AioRpcError as exc:
-            print(f"{address} {service or '(liveness)'}: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            print(
+                f"{address} {service or '(liveness)'}: {exc.code().name}: {exc.details()}",
+                file=sys.stderr,
+            )
             return 1
     name = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
     print(f"{address} {service or '(liveness)'}: {name}")

@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-format",
         default=os.environ.get("TANDEM_LOG_FORMAT", "text"),
         choices=["text", "json"],
-        help="Log lines as text, or as one JSON object per line [env TANDEM_LOG_FORMAT; default: text]",
+        help="Log lines as text, or as one JSON object per line "
+        "[env TANDEM_LOG_FORMAT; default: text]",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

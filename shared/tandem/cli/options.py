@@ -36,7 +36,11 @@ def add_settings_arguments(
         flag = str(extra.get("flag") or "--" + name.replace("_", "-"))
         env = (prefix + name).upper()
         default = field.get_default(call_default_factory=True)
-        shown = ",".join(default) if isinstance(default, list) else ("unset" if default is None else default)
+        shown = (
+            ",".join(default)
+            if isinstance(default, list)
+            else ("unset" if default is None else default)
+        )
         help_text = f"{field.description} [env {env}; default: {shown}]".replace("%", "%%")
         base = _base_type(field.annotation)
         if base is bool:
@@ -59,7 +63,7 @@ def settings_from_args(
         if getattr(args, name, None) is not None
     }
     try:
-        return model(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+        return model(_env_file=env_file, **overrides)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()

@@ -30,19 +30,26 @@ def add_service_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=ACTIONS, help="what to do")
     parser.add_argument("--role", required=True, choices=ROLES, help="which node")
     parser.add_argument(
-        "--env-file", dest="service_env_file", type=Path, default=None, metavar="PATH",
+        "--env-file",
+        dest="service_env_file",
+        type=Path,
+        default=None,
+        metavar="PATH",
         help="the node's settings (default: the global --env-file, else ~/.tandem/ROLE.env "
         "as `tandem setup` writes it)",
     )
     parser.add_argument(
-        "--platform", choices=("macos", "linux"), default=None,
+        "--platform",
+        choices=("macos", "linux"),
+        default=None,
         help="launchd or systemd (default: this machine's)",
     )
     parser.add_argument(
         "--user", default=None, help="the account the service runs as (default: you)"
     )
     parser.add_argument(
-        "--dry-run", action="store_true",
+        "--dry-run",
+        action="store_true",
         help="print the file and the commands instead of running them",
     )
 
@@ -106,8 +113,9 @@ def _launchd_plan(action: str, spec: ServiceSpec) -> Plan:
             ),
         )
     if action == "uninstall":
-        return Plan(None, (_privileged("launchctl", "bootout", target),
-                           _privileged("rm", "-f", path)))
+        return Plan(
+            None, (_privileged("launchctl", "bootout", target), _privileged("rm", "-f", path))
+        )
     if action == "status":
         return Plan(None, (("launchctl", "print", target),))
     return Plan(None, (("tail", "-n", "200", "-F", str(spec.log_file)),))
@@ -126,9 +134,14 @@ def _systemd_plan(action: str, spec: ServiceSpec) -> Plan:
             ),
         )
     if action == "uninstall":
-        return Plan(None, (_privileged("systemctl", "disable", "--now", unit),
-                           _privileged("rm", "-f", path),
-                           _privileged("systemctl", "daemon-reload")))
+        return Plan(
+            None,
+            (
+                _privileged("systemctl", "disable", "--now", unit),
+                _privileged("rm", "-f", path),
+                _privileged("systemctl", "daemon-reload"),
+            ),
+        )
     if action == "status":
         return Plan(None, (("systemctl", "status", "--no-pager", unit),))
     return Plan(None, (("journalctl", "-u", unit, "-n", "200", "-f"),))
@@ -141,13 +154,19 @@ _TOLERATED = {("launchctl", "bootout")}
 def run_service(args: argparse.Namespace) -> int:
     platform: Platform = args.platform or this_platform()
     if os.geteuid() == 0 and os.environ.get("SUDO_USER") and not args.dry_run:
-        print("tandem service: run it as yourself, not with sudo: it asks for sudo where "
-              "it needs it (the paths and the account come from who runs it)", file=sys.stderr)
+        print(
+            "tandem service: run it as yourself, not with sudo: it asks for sudo where "
+            "it needs it (the paths and the account come from who runs it)",
+            file=sys.stderr,
+        )
         return 1
     spec = spec_from_args(args)
     if args.action == "install" and not spec.env_file.is_file():
-        print(f"tandem service: {spec.env_file} does not exist; run `tandem setup "
-              f"{spec.role}` first or pass --env-file", file=sys.stderr)
+        print(
+            f"tandem service: {spec.env_file} does not exist; run `tandem setup "
+            f"{spec.role}` first or pass --env-file",
+            file=sys.stderr,
+        )
         return 1
     steps = plan(args.action, spec, platform)
     if args.dry_run:
@@ -167,8 +186,10 @@ def run_service(args: argparse.Namespace) -> int:
             if args.action in ("status", "logs"):
                 return code
     if args.action == "install":
-        print(f"tandem service: {spec.role} installed ({steps.file[0] if steps.file else ''}); "
-              f"it starts at boot and restarts when it exits")
+        print(
+            f"tandem service: {spec.role} installed ({steps.file[0] if steps.file else ''}); "
+            f"it starts at boot and restarts when it exits"
+        )
     return 0
 
 

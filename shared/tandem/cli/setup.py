@@ -112,34 +112,52 @@ def add_setup_arguments(parser: argparse.ArgumentParser) -> None:
         description="Prepare the gateway's config folder; prints the command that copies "
         "the worker's part to the Mac Mini.",
     )
-    _common(gateway, listen="127.0.0.1:50051", model="llama3.1:8b", num_ctx=8192,
-            metrics="127.0.0.1:9461", node="macbook")
+    _common(
+        gateway,
+        listen="127.0.0.1:50051",
+        model="llama3.1:8b",
+        num_ctx=8192,
+        metrics="127.0.0.1:9461",
+        node="macbook",
+    )
     gateway.add_argument(
-        "--worker", default=DEFAULT_WORKER, metavar="HOST:PORT",
+        "--worker",
+        default=DEFAULT_WORKER,
+        metavar="HOST:PORT",
         help=f"the worker's address (default {DEFAULT_WORKER}, the Mac Mini over Thunderbolt)",
     )
     gateway.add_argument(
-        "--openai-listen", default="127.0.0.1:8000", metavar="HOST:PORT",
+        "--openai-listen",
+        default="127.0.0.1:8000",
+        metavar="HOST:PORT",
         help="serve the OpenAI-compatible endpoint from the gateway process here; '' for none "
         "(default 127.0.0.1:8000)",
     )
     gateway.add_argument(
-        "--no-client-token", dest="client_token", action="store_false",
+        "--no-client-token",
+        dest="client_token",
+        action="store_false",
         help="let local clients call the gateway without a token (it listens on loopback)",
     )
     gateway.add_argument(
-        "--san", action="append", default=None, metavar="NAME_OR_IP",
+        "--san",
+        action="append",
+        default=None,
+        metavar="NAME_OR_IP",
         help="extra names for the gateway's certificate (default: localhost, 127.0.0.1)",
     )
     gateway.add_argument(
-        "--worker-ssh", default=None, metavar="[USER@]HOST",
+        "--worker-ssh",
+        default=None,
+        metavar="[USER@]HOST",
         help="how to reach the Mac Mini over SSH in the printed copy command "
         "(default: the worker's host)",
     )
     gateway.add_argument(
-        "--worker-home", default=".tandem", metavar="PATH",
-        help="the worker's --home on the Mac Mini, relative to its home folder "
-        "(default .tandem)",
+        "--worker-home",
+        default=".tandem",
+        metavar="PATH",
+        help="the worker's --home on the Mac Mini, relative to its home folder (default .tandem)",
     )
     worker = roles.add_parser(
         "worker",
@@ -147,34 +165,69 @@ def add_setup_arguments(parser: argparse.ArgumentParser) -> None:
         description="Write worker.env for the certificate, key and tokens copied from "
         "`tandem setup gateway`'s worker-part/.",
     )
-    _common(worker, listen=DEFAULT_WORKER, model="qwen3-coder-next", num_ctx=32768,
-            metrics="127.0.0.1:9462", node="macmini")
+    _common(
+        worker,
+        listen=DEFAULT_WORKER,
+        model="qwen3-coder-next",
+        num_ctx=32768,
+        metrics="127.0.0.1:9462",
+        node="macmini",
+    )
     worker.add_argument(
-        "--max-concurrent-generations", type=int, default=1, metavar="N",
+        "--max-concurrent-generations",
+        type=int,
+        default=1,
+        metavar="N",
         help="generations at once; match OLLAMA_NUM_PARALLEL (default 1)",
     )
 
 
 def _common(
-    parser: argparse.ArgumentParser, *, listen: str, model: str, num_ctx: int, metrics: str,
+    parser: argparse.ArgumentParser,
+    *,
+    listen: str,
+    model: str,
+    num_ctx: int,
+    metrics: str,
     node: str,
 ) -> None:
     parser.add_argument(
-        "--home", type=Path, default=DEFAULT_HOME, metavar="DIR",
+        "--home",
+        type=Path,
+        default=DEFAULT_HOME,
+        metavar="DIR",
         help=f"the config folder (default {DEFAULT_HOME})",
     )
-    parser.add_argument("--listen", default=listen, metavar="HOST:PORT",
-                        help=f"address to serve gRPC on (default {listen})")
-    parser.add_argument("--ollama-url", default="http://localhost:11434", metavar="URL",
-                        help="this Mac's Ollama (default http://localhost:11434)")
+    parser.add_argument(
+        "--listen",
+        default=listen,
+        metavar="HOST:PORT",
+        help=f"address to serve gRPC on (default {listen})",
+    )
+    parser.add_argument(
+        "--ollama-url",
+        default="http://localhost:11434",
+        metavar="URL",
+        help="this Mac's Ollama (default http://localhost:11434)",
+    )
     parser.add_argument("--model", default=model, help=f"the Ollama model (default {model})")
-    parser.add_argument("--num-ctx", type=int, default=num_ctx, metavar="N",
-                        help=f"context window; match OLLAMA_CONTEXT_LENGTH (default {num_ctx})")
-    parser.add_argument("--metrics-listen", default=metrics, metavar="HOST:PORT",
-                        help=f"Prometheus /metrics address; '' for none (default {metrics})")
+    parser.add_argument(
+        "--num-ctx",
+        type=int,
+        default=num_ctx,
+        metavar="N",
+        help=f"context window; match OLLAMA_CONTEXT_LENGTH (default {num_ctx})",
+    )
+    parser.add_argument(
+        "--metrics-listen",
+        default=metrics,
+        metavar="HOST:PORT",
+        help=f"Prometheus /metrics address; '' for none (default {metrics})",
+    )
     parser.add_argument("--node-name", default=node, help=f"name in status reports ({node})")
-    parser.add_argument("--force", action="store_true",
-                        help="make new certificates and tokens even if they exist")
+    parser.add_argument(
+        "--force", action="store_true", help="make new certificates and tokens even if they exist"
+    )
 
 
 def run_setup(args: argparse.Namespace) -> int:
@@ -215,8 +268,14 @@ def _write_text(path: Path, text: str, *, private: bool = False) -> None:
 
 
 def _env_text(title: str, settings: Sequence[tuple[str, str]]) -> str:
-    lines = [f"# {title}", ("# Written by `tandem setup`; re-running it rewrites this file "
-             "(keys and tokens are kept)."), ""]
+    lines = [
+        f"# {title}",
+        (
+            "# Written by `tandem setup`; re-running it rewrites this file "
+            "(keys and tokens are kept)."
+        ),
+        "",
+    ]
     lines += [f"{key}={value}" if key else value for key, value in settings]
     return "\n".join(lines) + "\n"
 
@@ -235,9 +294,12 @@ def certificate_names(cert: Path) -> set[str]:
 
 def _warn_unless_named(cert: Path, host: str) -> None:
     if host not in certificate_names(cert):
-        print(f"tandem setup: warning: {cert} is not valid for {host}; the other node will "
-              "refuse it. Re-run `tandem setup gateway` with --force (and copy the worker's "
-              "part again)", file=sys.stderr)
+        print(
+            f"tandem setup: warning: {cert} is not valid for {host}; the other node will "
+            "refuse it. Re-run `tandem setup gateway` with --force (and copy the worker's "
+            "part again)",
+            file=sys.stderr,
+        )
 
 
 def _certificates(layout: GatewayLayout, worker_host: str, sans: list[str], force: bool) -> None:
@@ -266,13 +328,19 @@ def setup_gateway(layout: GatewayLayout, args: argparse.Namespace) -> int:
     link_token = _token(layout.link_token, args.force)
     part = layout.worker_part
     pki = bundle_paths(layout.pki)
-    for source, target in ((pki.ca, part.ca), (pki.worker.cert, part.cert),
-                           (pki.worker.key, part.key)):
+    for source, target in (
+        (pki.ca, part.ca),
+        (pki.worker.cert, part.cert),
+        (pki.worker.key, part.key),
+    ):
         target.parent.mkdir(parents=True, exist_ok=True)
         write_file(target, source.read_bytes(), private=target == part.key)
         _say("copied", target)
-    _write_text(part.accepted_tokens,
-                token_line(GATEWAY_CLIENT_NAME, link_token, ["worker"]) + "\n", private=True)
+    _write_text(
+        part.accepted_tokens,
+        token_line(GATEWAY_CLIENT_NAME, link_token, ["worker"]) + "\n",
+        private=True,
+    )
     settings: list[tuple[str, str]] = [
         ("TANDEM_GATEWAY_LISTEN", args.listen),
         ("TANDEM_GATEWAY_WORKERS", args.worker),
@@ -290,15 +358,22 @@ def setup_gateway(layout: GatewayLayout, args: argparse.Namespace) -> int:
         ("TANDEM_GATEWAY_WORKER_TOKEN_FILE", str(layout.link_token)),
     ]
     clients: list[tuple[str, str]] = [
-        ("", ("\n# Clients on this Mac: tandem ask/status/health, the OpenAI endpoint above,\n"
-             f"# the SDK and AutoGen (export TANDEM_ENV_FILE={layout.env_file}).")),
+        (
+            "",
+            (
+                "\n# Clients on this Mac: tandem ask/status/health, the OpenAI endpoint above,\n"
+                f"# the SDK and AutoGen (export TANDEM_ENV_FILE={layout.env_file})."
+            ),
+        ),
         ("TANDEM_CLIENT_GATEWAY", _client_address(args.listen)),
     ]
     if args.client_token:
         client_token = _token(layout.client_token, args.force)
-        _write_text(layout.accepted_tokens,
-                    token_line(LOCAL_CLIENT_NAME, client_token, ["gateway"]) + "\n",
-                    private=True)
+        _write_text(
+            layout.accepted_tokens,
+            token_line(LOCAL_CLIENT_NAME, client_token, ["gateway"]) + "\n",
+            private=True,
+        )
         settings += [
             ("", "\n# Who may call the gateway: the local clients' token."),
             ("TANDEM_GATEWAY_AUTH_TOKENS_FILE", str(layout.accepted_tokens)),
@@ -311,8 +386,8 @@ def setup_gateway(layout: GatewayLayout, args: argparse.Namespace) -> int:
     print("  1. Copy the worker's part to the Mac Mini (Remote Login on):")
     print(f"       {copy_command(part.home, ssh, args.worker_home)}")
     print("  2. On the Mac Mini, in the Tandem folder:")
-    remote_home = args.worker_home if args.worker_home.startswith(("/", "~")) else (
-        f"~/{args.worker_home}"
+    remote_home = (
+        args.worker_home if args.worker_home.startswith(("/", "~")) else (f"~/{args.worker_home}")
     )
     print(f"       .venv/bin/tandem setup worker --home {remote_home} --listen {args.worker}")
     print("  3. Here: start the gateway (and the OpenAI endpoint) as a service, or by hand:")

@@ -16,7 +16,9 @@ _GIB = 1024**3
 def _memory(node: NodeInfo | None) -> str:
     if node is None or not node.memory_total_bytes:
         return "-"
-    return f"{node.memory_available_bytes / _GIB:.1f} / {node.memory_total_bytes / _GIB:.1f} GiB free"
+    return (
+        f"{node.memory_available_bytes / _GIB:.1f} / {node.memory_total_bytes / _GIB:.1f} GiB free"
+    )
 
 
 def _model(node: NodeInfo | None) -> str:
@@ -30,11 +32,22 @@ def _model(node: NodeInfo | None) -> str:
 
 def render(status: ClusterStatus) -> Table:
     observed = status.observed_at.strftime("%H:%M:%S") if status.observed_at else "?"
+    readiness = "READY" if status.ready else "NOT READY"
     table = Table(
-        title=f"Tandem cluster — gateway {'READY' if status.ready else 'NOT READY'} at {observed} UTC",
+        title=f"Tandem cluster — gateway {readiness} at {observed} UTC",
         caption="\n".join(f"[yellow]warning:[/] {w}" for w in status.warnings) or None,
     )
-    for column in ("node", "role", "state", "backend", "model", "memory", "in flight", "link rtt", "note"):
+    for column in (
+        "node",
+        "role",
+        "state",
+        "backend",
+        "model",
+        "memory",
+        "in flight",
+        "link rtt",
+        "note",
+    ):
         table.add_column(column)
     gateway = status.gateway
     # A gateway without a judge (the embedded default: the classifier decides) has

@@ -33,8 +33,11 @@ async def _announce_when_ready(gateway: str) -> None:
                     if reply.status == health_pb2.HealthCheckResponse.SERVING:
                         print(
                             f"\n  Tandem is ready. Gateway {gateway}. Try:\n"
-                            f'    .venv/bin/tandem ask "Write a Python function that reverses a string"\n'
+                            f"    .venv/bin/tandem ask "
+                            f'"Write a Python function that reverses a string"\n'
                             f"    grpcurl -plaintext {gateway} list\n"
+                            f"  Dashboard (the gateway's --metrics-listen): "
+                            f"http://127.0.0.1:9461/dashboard\n"
                             f"  Ctrl-C stops both services.\n",
                             file=sys.stderr,
                             flush=True,
@@ -74,5 +77,8 @@ async def run_local_pair(gateway: str, worker: str, env_file: str | None) -> int
     if stop.is_set():
         print("tandem: stopped worker and gateway", file=sys.stderr)
         return 0
-    print(f"tandem: a service exited on its own (worker {codes[0]}, gateway {codes[1]})", file=sys.stderr)
+    print(
+        f"tandem: a service exited on its own (worker {codes[0]}, gateway {codes[1]})",
+        file=sys.stderr,
+    )
     return 1

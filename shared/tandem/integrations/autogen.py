@@ -59,7 +59,7 @@ try:
         FinishReasons,
         FunctionExecutionResultMessage,
         LLMMessage,
-        ModelCapabilities,  # type: ignore[attr-defined]  # deprecated, still abstract
+        ModelCapabilities,  # deprecated, still abstract
         ModelFamily,
         ModelInfo,
         RequestUsage,
@@ -286,7 +286,7 @@ class TandemChatCompletionClient(ChatCompletionClient, Component[TandemChatCompl
         return self._token_limit - self.count_tokens(messages, tools=tools)
 
     @property
-    def capabilities(self) -> ModelCapabilities:  # type: ignore[override]
+    def capabilities(self) -> ModelCapabilities:
         info = self._model_info
         return ModelCapabilities(
             vision=info["vision"],

@@ -256,7 +256,7 @@ class _Reply:
                 )
             event = await anext(events, None)
 
-    async def _write(self, payload: dict) -> None:  # type: ignore[type-arg]
+    async def _write(self, payload: dict) -> None:
         await self._send({"type": "http.response.body", "body": sse(payload), "more_body": True})
 
 
@@ -264,5 +264,5 @@ def _request_id(given: str) -> str:
     return given if _REQUEST_ID.fullmatch(given) else new_request_id()
 
 
-async def _never_called() -> dict:  # type: ignore[type-arg]
+async def _never_called() -> dict:
     raise RuntimeError("a response must not read the request; disconnects are watched elsewhere")

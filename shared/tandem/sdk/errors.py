@@ -145,7 +145,7 @@ def from_rpc_error(exc: _FailedCall) -> TandemError:
 
 def _unpack_details(exc: _FailedCall) -> ErrorDetails:
     try:
-        status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+        status = rpc_status.from_call(exc)
     except ValueError:  # details that contradict the status line: ignore them
         status = None
     if status is None:
@@ -186,4 +186,4 @@ def rpc_errors() -> Iterator[None]:
     try:
         yield
     except grpc.RpcError as exc:
-        raise from_rpc_error(exc) from exc  # type: ignore[arg-type]
+        raise from_rpc_error(exc) from exc

@@ -46,8 +46,8 @@ from tandem.metadata import request_id_of
 from tandem.security.limits import ClientLimiter, LimitExceeded
 from tandem.security.redact import redact
 from tandem.security.tokens import TokenTable, bearer_token
-from tandem.services import HEALTH_SERVICE, REFLECTION_SERVICES
 from tandem.security.wire import first_invalid_utf8_field
+from tandem.services import HEALTH_SERVICE, REFLECTION_SERVICES
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ class CallGate(grpc.aio.ServerInterceptor):
         client: str | None = None
         tokens = self.policy.tokens
         if tokens is not None:
-            token = bearer_token(handler_call_details.invocation_metadata)  # type: ignore[arg-type]
+            token = bearer_token(handler_call_details.invocation_metadata)
             principal = tokens.authenticate(token) if token else None
             if principal is not None:
                 client = principal.name
