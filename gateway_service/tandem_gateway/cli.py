@@ -6,20 +6,22 @@ import argparse
 import contextlib
 from collections.abc import AsyncIterator
 
-from tandem.cli.options import add_settings_arguments, settings_from_args
-from tandem.cli.roles import Subcommands, serve_until_signal
+from tandem.cli.options import settings_from_args
+from tandem.cli.roles import Subcommands, add_role_command, serve_until_signal
 from tandem.settings import GatewaySettings
 
 
 def add_command(commands: Subcommands) -> None:
-    parser = commands.add_parser(
+    add_role_command(
+        commands,
         "gateway",
-        help="run the gateway (the MacBook node that screens and routes)",
-        description="Serve tandem.v1.GatewayService. Without --ollama-url the classifier "
-        "decides and no judge model is loaded.",
+        GatewaySettings,
+        run,
+        summary="run the gateway (the MacBook node that screens and routes)",
+        description="Serve tandem.v1.GatewayService (and, with --openai-listen, the "
+        "OpenAI-compatible endpoint). Without --ollama-url the classifier decides and no "
+        "judge model is loaded.",
     )
-    add_settings_arguments(parser, GatewaySettings)
-    parser.set_defaults(run=run)
 
 
 async def run(args: argparse.Namespace) -> int:

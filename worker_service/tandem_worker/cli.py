@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import argparse
 
-from tandem.cli.options import add_settings_arguments, settings_from_args
-from tandem.cli.roles import Subcommands, serve_until_signal
+from tandem.cli.options import settings_from_args
+from tandem.cli.roles import Subcommands, add_role_command, serve_until_signal
 from tandem.serving import wait_for_listen_address
 from tandem.settings import WorkerSettings
 
 
 def add_command(commands: Subcommands) -> None:
-    parser = commands.add_parser(
+    add_role_command(
+        commands,
         "worker",
-        help="run the worker (the Mac Mini node that generates)",
+        WorkerSettings,
+        run,
+        summary="run the worker (the Mac Mini node that generates)",
         description="Serve tandem.v1.WorkerService. Without --ollama-url it runs the "
         "embedded model.",
     )
-    add_settings_arguments(parser, WorkerSettings)
-    parser.set_defaults(run=run)
 
 
 async def run(args: argparse.Namespace) -> int:

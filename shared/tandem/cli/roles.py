@@ -15,6 +15,9 @@ from collections.abc import Awaitable, Callable
 from importlib.metadata import entry_points
 from typing import Any, Protocol
 
+from pydantic_settings import BaseSettings
+
+from tandem.cli.options import add_settings_arguments
 from tandem.serving import wait_for_termination_signal
 
 ENTRY_POINT_GROUP = "tandem.commands"
@@ -27,6 +30,21 @@ CommandRunner = Callable[[argparse.Namespace], Awaitable[int]]
 
 class Subcommands(Protocol):
     def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser: ...
+
+
+def add_role_command(
+    commands: Subcommands,
+    name: str,
+    settings: type[BaseSettings],
+    run: CommandRunner,
+    *,
+    summary: str,
+    description: str,
+) -> None:
+    """Add ``tandem NAME``: every field of ``settings`` as a flag, and ``run`` to serve it."""
+    parser = commands.add_parser(name, help=summary, description=description)
+    add_settings_arguments(parser, settings)
+    parser.set_defaults(run=run)
 
 
 def add_role_commands(commands: Subcommands) -> None:
