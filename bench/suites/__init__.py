@@ -11,7 +11,7 @@ failure shows up in the results instead of silently spoiling every later figure.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +43,41 @@ class SuiteContext:
 
     def scenario(self, key: str) -> Scenario | None:
         return next((s for s in self.scenarios if s.key == key), None)
+
+    def closed_loop(
+        self,
+        what: str,
+        scenario: Scenario,
+        concurrency: int,
+        *,
+        warmup_s: float,
+        window_s: float,
+        tokens: int,
+        rate: float,
+        extra: Sequence[str] = (),
+    ) -> dict[str, Any]:
+        """One closed-loop load-generator run (``bench.loadgen closed``) against
+        ``scenario``: ``concurrency`` streams of ``tokens``-token answers paced at
+        ``rate`` tokens/s (0: as fast as the stand-in can), measured over ``window_s``."""
+        args = [
+            "--kind",
+            scenario.kind,
+            "--address",
+            scenario.address,
+            "--concurrency",
+            str(concurrency),
+            "--warmup-s",
+            str(warmup_s),
+            "--duration-s",
+            str(window_s),
+            "--max-tokens",
+            str(tokens),
+            "--rate",
+            str(rate),
+            *extra,
+            *(["--unique-prompts"] if scenario.unique_prompts else []),
+        ]
+        return self.run(what, "closed", args, warmup_s + window_s, scenario.processes)
 
     def watch_args(self) -> list[str]:
         return [arg for name, pid in self.watch.items() for arg in ("--watch", f"{name}={pid}")]

@@ -33,28 +33,14 @@ def run_latency(ctx: SuiteContext) -> dict[str, Any]:
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {s.key: {} for s in ctx.scenarios}
     sweep = ctx.sweep("latency", cfg.latency_concurrency, ctx.scenarios)
     for concurrency, scenario, what in sweep:
-        result = ctx.run(
+        result = ctx.closed_loop(
             what,
-            "closed",
-            [
-                "--kind",
-                scenario.kind,
-                "--address",
-                scenario.address,
-                "--concurrency",
-                str(concurrency),
-                "--warmup-s",
-                str(cfg.latency_warmup_s),
-                "--duration-s",
-                str(cfg.latency_window_s),
-                "--max-tokens",
-                str(cfg.latency_tokens),
-                "--rate",
-                str(cfg.latency_rate),
-                *(["--unique-prompts"] if scenario.unique_prompts else []),
-            ],
-            cfg.latency_warmup_s + cfg.latency_window_s,
-            scenario.processes,
+            scenario,
+            concurrency,
+            warmup_s=cfg.latency_warmup_s,
+            window_s=cfg.latency_window_s,
+            tokens=cfg.latency_tokens,
+            rate=cfg.latency_rate,
         )
         runs[scenario.key].setdefault(str(concurrency), []).append(
             {k: result.get(k) for k in (*_KEEP, "degraded")}

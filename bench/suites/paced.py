@@ -44,28 +44,15 @@ def run_paced(ctx: SuiteContext) -> dict[str, Any]:
     scenarios = [s for s in ctx.scenarios if s.key in _PATHS]
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {s.key: {} for s in scenarios}
     for concurrency, scenario, what in ctx.sweep("paced", cfg.paced_concurrency, scenarios):
-        result = ctx.run(
+        result = ctx.closed_loop(
             what,
-            "closed",
-            [
-                "--kind",
-                scenario.kind,
-                "--address",
-                scenario.address,
-                "--concurrency",
-                str(concurrency),
-                "--warmup-s",
-                str(cfg.paced_warmup_s),
-                "--duration-s",
-                str(cfg.paced_window_s),
-                "--max-tokens",
-                str(cfg.paced_tokens),
-                "--rate",
-                str(cfg.paced_rate),
-                *ctx.watch_args(),
-            ],
-            cfg.paced_warmup_s + cfg.paced_window_s,
-            scenario.processes,
+            scenario,
+            concurrency,
+            warmup_s=cfg.paced_warmup_s,
+            window_s=cfg.paced_window_s,
+            tokens=cfg.paced_tokens,
+            rate=cfg.paced_rate,
+            extra=ctx.watch_args(),
         )
         runs[scenario.key].setdefault(str(concurrency), []).append(
             {k: result.get(k) for k in _KEEP}

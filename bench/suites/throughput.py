@@ -40,31 +40,15 @@ def run_throughput(ctx: SuiteContext) -> dict[str, Any]:
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {s.key: {} for s in scenarios}
     sweep = ctx.sweep("throughput", cfg.throughput_concurrency, scenarios)
     for concurrency, scenario, what in sweep:
-        result = ctx.run(
+        result = ctx.closed_loop(
             what,
-            "closed",
-            [
-                "--kind",
-                scenario.kind,
-                "--address",
-                scenario.address,
-                "--concurrency",
-                str(concurrency),
-                "--warmup-s",
-                str(cfg.throughput_warmup_s),
-                "--duration-s",
-                str(cfg.throughput_window_s),
-                "--max-tokens",
-                str(cfg.throughput_tokens),
-                "--rate",
-                "0",
-                "--probe-tokens",
-                str(cfg.probe_tokens),
-                *ctx.watch_args(),
-                *(["--unique-prompts"] if scenario.unique_prompts else []),
-            ],
-            cfg.throughput_warmup_s + cfg.throughput_window_s,
-            scenario.processes,
+            scenario,
+            concurrency,
+            warmup_s=cfg.throughput_warmup_s,
+            window_s=cfg.throughput_window_s,
+            tokens=cfg.throughput_tokens,
+            rate=0,
+            extra=["--probe-tokens", str(cfg.probe_tokens), *ctx.watch_args()],
         )
         runs[scenario.key].setdefault(str(concurrency), []).append(
             {k: result.get(k) for k in _KEEP}
