@@ -65,7 +65,8 @@ def test_the_training_report_is_regenerated_and_says_what_its_folds_did() -> Non
     rows = load_guard_rows(EVALS / "guardrail-dev.jsonl")
     sample = [rows[i] for i in stratified_sample([r.category for r in rows], 120, 1)]
     seeds = (0,)
-    report, threat, _, thresholds = train_threat(sample, 0.05, lambda _: None, seeds=seeds)
+    report, threat, _, thresholds, gate = train_threat(sample, 0.05, lambda _: None, seeds=seeds)
+    assert gate is None and "encoder_gate" not in report  # no encoder, no gate
     cv = report["cv"]
     by_category = cv["classifier_only"]["by_category"]
     for category in {r.category for r in sample}:

@@ -11,6 +11,12 @@ Each message is scored on its own and whole (``assess_message``): long text in
 overlapping windows, the highest window decides. A conversation's score is the
 highest over its untrusted messages (``assess``), so a long benign tool result
 cannot lift a short request, and an instruction planted anywhere in one is seen.
+
+The sentence encoder is the expensive part (~8 ms of CPU for a short window, all of
+it matrix products), so it runs only where it can change the verdict
+(``EncoderGate``): each window is first scored by an n-gram-only screen, and only a
+window that scores near enough to a refusal is embedded. Most benign traffic never
+reaches the encoder.
 """
 
 from __future__ import annotations
@@ -34,8 +40,10 @@ from tandem_gateway.guard.features import RawFeatures, Vocabulary, prepare, raw_
 from tandem_gateway.guard.features import features_of as ngram_features
 
 ARTIFACT_PATH = Path(__file__).with_name("models") / "guard-classifier.npz"
-ARTIFACT_FORMAT = 2  # 2: optional dense (encoder) weights; 1 (n-grams only) still loads
-_READABLE_FORMATS = (1, 2)
+# 3: optional encoder gate (screen weights, mean embedding); 2: optional dense (encoder)
+# weights; 1: n-grams only.
+ARTIFACT_FORMAT = 3
+_READABLE_FORMATS = (1, 2, 3)
 ENCODER_NAME = "all-MiniLM-L6-v2"
 DIFFICULTIES: tuple[DifficultyName, ...] = ("low", "medium", "high")
 # Roles whose content is untrusted and scored whole. An assistant turn is the
@@ -79,6 +87,32 @@ class LinearModel:
         return scores.astype(np.float32)
 
 
+@dataclass(frozen=True, slots=True)
+class EncoderGate:
+    """Which windows the sentence encoder reads.
+
+    ``screen`` is a threat model over the n-grams alone (the threat model's vocabulary,
+    no embedding), a fraction of a millisecond per window. A window it scores below
+    ``below`` is not embedded: that screen score stands as the window's threat score.
+    At or above it the window is embedded and scored by the full threat model.
+    ``below`` is set in training (``training.gate``) a margin under the lowest screen
+    score of any out-of-fold window the full model refused, and under the refusal
+    threshold, so on the training rows no window the encoder lifts to a refusal is
+    skipped, and a skipped window is never refused. ``mean`` (the training windows'
+    mean embedding) stands in for a skipped window's own in the category model.
+    """
+
+    screen: LinearModel  # n-grams only, one class: the threat logit
+    below: float  # a screen logit, under the decide threshold
+    mean: npt.NDArray[np.float32]  # (embedding size,)
+
+    def skips(self, raw: RawFeatures) -> float | None:
+        """The window's screen score if it is below the gate (the encoder is not
+        needed), else None."""
+        score = float(self.screen.scores(raw)[0])
+        return score if score < self.below else None
+
+
 def window_features(text: str, encoder: SentenceEncoder | None) -> list[WindowFeatures]:
     """The features of each window of a text (``features.windows``): n-grams, and the
     encoder's embedding when there is one."""
@@ -89,6 +123,13 @@ def window_features(text: str, encoder: SentenceEncoder | None) -> list[WindowFe
 
 
 @dataclass(frozen=True, slots=True)
+class _Scored:
+    features: WindowFeatures
+    encoded: bool  # the window's own embedding (else the gate's mean, or none)
+    score: float | None = None  # the gate's screen score of a skipped window
+
+
+@dataclass(frozen=True, slots=True)
 class MessageAssessment:
     """The classifier's view of one message, read whole."""
 
@@ -96,6 +137,7 @@ class MessageAssessment:
     category: ThreatName  # the most likely threat category of that window
     difficulty: DifficultyName  # of the whole message
     window_index: int  # which window (features.windows) scored highest
+    encoded_windows: int = 0  # how many windows the sentence encoder read
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +168,12 @@ class GuardClassifier:
         thresholds: Thresholds,
         meta: dict[str, Any],
         encoder: SentenceEncoder | None = None,
+        gate: EncoderGate | None = None,
     ) -> None:
+        if gate is not None and encoder is None:
+            raise ValueError("an encoder gate needs the encoder")
         self._encoder = encoder
+        self._gate = gate
         self._threat = threat
         self._category = category
         self._difficulty = difficulty
@@ -159,6 +205,7 @@ class GuardClassifier:
                 decide=float(meta["thresholds"]["decide"]),
                 prescreen=float(meta["thresholds"]["prescreen"]),
             )
+            gate = _gate(arrays, meta, threat)
         except (KeyError, TypeError, ValueError) as exc:
             raise ArtifactError(f"{path}: malformed classifier artifact: {exc}") from exc
         if category.coef.shape[0] != len(THREAT_NAMES) or difficulty.coef.shape[0] != len(
@@ -173,7 +220,13 @@ class GuardClassifier:
                 encoder = shared_encoder()
             except EncoderUnavailable as exc:
                 raise ArtifactError(f"{path} needs the sentence encoder: {exc}") from exc
-        return cls(threat, category, difficulty, thresholds, meta, encoder)
+        return cls(
+            threat, category, difficulty, thresholds, meta, encoder, gate if encoder else None
+        )
+
+    @property
+    def gate(self) -> EncoderGate | None:
+        return self._gate
 
     def threat_score(self, text: str) -> float:
         """The threat logit of one text, read whole (higher is more likely a threat)."""
@@ -181,9 +234,27 @@ class GuardClassifier:
 
     def window_scores(self, text: str) -> list[float]:
         """The threat logit of each window of the text (``features.windows``)."""
-        return [
-            float(self._threat.window_scores(w)[0]) for w in window_features(text, self._encoder)
-        ]
+        scored = [self._features(w, encode=True) for w in windows(prepare(text))]
+        return [self._score(s) for s in scored if s is not None]
+
+    def _features(self, window: str, *, encode: bool) -> _Scored | None:
+        """A window's features as scored: with its own embedding only if the gate lets it
+        through (None if it would need the encoder and ``encode`` is false)."""
+        raw = ngram_features(window)
+        if self._encoder is None:
+            return _Scored(WindowFeatures(raw), encoded=False)
+        if self._gate is not None:
+            screened = self._gate.skips(raw)
+            if screened is not None:
+                return _Scored(WindowFeatures(raw, self._gate.mean), encoded=False, score=screened)
+        if not encode:
+            return None
+        return _Scored(WindowFeatures(raw, self._encoder.embed(window)), encoded=True)
+
+    def _score(self, scored: _Scored) -> float:
+        if scored.score is not None:
+            return scored.score
+        return float(self._threat.window_scores(scored.features)[0])
 
     def difficulty_of(self, text: str) -> DifficultyName:
         scores = self._difficulty.scores(raw_features(text))
@@ -191,12 +262,27 @@ class GuardClassifier:
 
     def assess_message(self, turn: ChatTurn) -> MessageAssessment:
         """Score one message whole, however long: the highest of its windows decides."""
+        assessment = self._assess_message(turn, encode=True)
+        assert assessment is not None  # with the encoder allowed, every window is scored
+        return assessment
+
+    def assess_message_without_encoder(self, turn: ChatTurn) -> MessageAssessment | None:
+        """``assess_message`` if no window of the message needs the sentence encoder
+        (the gate passes all of them on their n-grams), else None. Cheap enough for an
+        event loop; a message it returns None for is worth a thread."""
+        return self._assess_message(turn, encode=False)
+
+    def _assess_message(self, turn: ChatTurn, *, encode: bool) -> MessageAssessment | None:
         text = message_text(turn)
-        best_score, best_index, best_window = -np.inf, 0, None
-        for index, window in enumerate(window_features(text, self._encoder)):
-            score = float(self._threat.window_scores(window)[0])
+        best_score, best_index, best_window, encoded = -np.inf, 0, None, 0
+        for index, window in enumerate(windows(prepare(text))):
+            scored = self._features(window, encode=encode)
+            if scored is None:
+                return None
+            encoded += scored.encoded
+            score = self._score(scored)
             if score > best_score:
-                best_score, best_index, best_window = score, index, window
+                best_score, best_index, best_window = score, index, scored.features
         assert best_window is not None  # a text has at least one window
         category = THREAT_NAMES[int(np.argmax(self._category.window_scores(best_window)))]
         return MessageAssessment(
@@ -204,6 +290,7 @@ class GuardClassifier:
             category=category,
             difficulty=self.difficulty_of(text),
             window_index=best_index,
+            encoded_windows=encoded,
         )
 
     def assess(self, turns: Sequence[ChatTurn]) -> ThreatAssessment:
@@ -246,6 +333,21 @@ def message_text(turn: ChatTurn) -> str:
     return "\n".join(own + calls)
 
 
+def _gate(
+    arrays: dict[str, np.ndarray], meta: dict[str, Any], threat: LinearModel
+) -> EncoderGate | None:
+    below = meta["thresholds"].get("encoder_gate")
+    if below is None:
+        return None  # an older artifact: the encoder reads every window
+    mean = arrays["encoder_mean"].astype(np.float32)
+    if threat.dense_coef is None or mean.shape != (threat.dense_coef.shape[1],):
+        raise ValueError("the encoder gate's mean embedding does not match the dense weights")
+    screen = _model(arrays, "threat", "gate")
+    if screen.coef.shape[0] != 1 or "gate_dense_coef" in arrays:
+        raise ValueError("the encoder gate's screen must be one n-gram-only threat logit")
+    return EncoderGate(screen, float(below), mean)
+
+
 def _model(arrays: dict[str, np.ndarray], vocab: str, name: str) -> LinearModel:
     vocabulary = Vocabulary(
         arrays[f"{vocab}_buckets"].astype(np.uint64), arrays[f"{vocab}_idf"].astype(np.float32)
@@ -276,6 +378,7 @@ def save_artifact(
     category: LinearModel,
     difficulty: LinearModel,
     meta: dict[str, Any],
+    gate: EncoderGate | None = None,
 ) -> None:
     """Write the artifact (used by training). Weights as float16 to keep it small.
 
@@ -302,6 +405,14 @@ def save_artifact(
     for name, model in (("threat", threat), ("category", category)):
         if model.dense_coef is not None:
             arrays[f"{name}_dense_coef"] = model.dense_coef.astype(np.float32)
+    if gate is not None:
+        if meta.get("thresholds", {}).get("encoder_gate") != gate.below:
+            raise ValueError("meta['thresholds']['encoder_gate'] must be the gate's threshold")
+        if gate.screen.vocabulary is not threat.vocabulary or gate.screen.dense_coef is not None:
+            raise ValueError("the gate's screen must be n-grams only over the threat vocabulary")
+        arrays["gate_coef"] = gate.screen.coef.astype(np.float16)
+        arrays["gate_intercept"] = gate.screen.intercept.astype(np.float32)
+        arrays["encoder_mean"] = gate.mean.astype(np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(path, "w") as archive:
         for name, array in arrays.items():
@@ -312,9 +423,19 @@ def save_artifact(
             archive.writestr(info, buffer.getvalue())
 
 
-def weights_digest(threat: LinearModel, difficulty: LinearModel) -> str:
-    """A short digest of the weights, for the artifact's version string."""
+def weights_digest(
+    threat: LinearModel, difficulty: LinearModel, gate: EncoderGate | None = None
+) -> str:
+    """A short digest of the weights (and the encoder gate), for the artifact's version."""
     digest = hashlib.sha256()
+    if gate is not None:
+        for gate_part in (
+            np.float64(gate.below),
+            gate.screen.coef.astype(np.float16),
+            gate.screen.intercept,
+            gate.mean.astype(np.float32),
+        ):
+            digest.update(np.ascontiguousarray(gate_part).tobytes())
     for model in (threat, difficulty):
         dense = model.dense_coef if model.dense_coef is not None else np.empty(0, np.float32)
         for array in (

@@ -41,7 +41,7 @@ from tandem.backends import BackendError
 from tandem.backends.base import ChatTurn, ToolDefinition
 from tandem.settings import GatewaySettings
 from tandem_gateway.guard.cache import VerdictCache, message_key
-from tandem_gateway.guard.classifier import GuardClassifier, ThreatAssessment
+from tandem_gateway.guard.classifier import GuardClassifier, MessageAssessment
 from tandem_gateway.guard.decision import DIFFICULTY_NAMES, DifficultyName, GuardDecision, TierName
 from tandem_gateway.guard.items import (
     CLASSIFIED_KINDS,
@@ -60,8 +60,9 @@ from tandem_gateway.guard.tasktype import task_type_of
 
 log = logging.getLogger(__name__)
 
-# Messages up to this long are classified on the event loop (one or two encoder
-# windows, a few ms); longer ones in a thread.
+# Messages up to this long are scored on the event loop when no window needs the
+# sentence encoder (n-grams only, well under a millisecond); a message that needs
+# the encoder, or is longer, is scored in a thread.
 INLINE_CLASSIFIER_CHARS = 1_000
 
 _RANK = {name: rank for rank, name in enumerate(DIFFICULTY_NAMES)}
@@ -83,7 +84,7 @@ class Screening:
     known: Verdicts = ()  # pieces already decided (cache, classifier)
     user: ScreenItem | None = None  # the newest user turn: difficulty and task type are its
     context: str = ""  # that turn, clipped: shown to the judge with data
-    flag: ThreatAssessment | None = None  # the classifier's top score among ``pending``
+    flag: MessageAssessment | None = None  # the classifier's top score among ``pending``
     pre_difficulty: DifficultyName | None = None
     withheld: tuple[int, ...] = ()
     notes: tuple[str, ...] = ()
@@ -171,9 +172,10 @@ class Guard:
     ) -> Screening:
         """Every tier that needs no model call, on every piece, whole.
 
-        Only a long message's classifier pass leaves the event loop (a thread): the
-        sentence encoder reads it window by window, ~30 ms each on 2 cores, and the
-        gateway's other streams and health checks must not wait for that.
+        The classifier's sentence encoder never runs on the event loop: ~8 ms of CPU
+        for a short window, ~30 ms for a full one, and the gateway's other streams and
+        health checks must not wait for that. A short message the encoder gate passes
+        on its n-grams is scored inline; the rest in a thread.
         """
         started = time.monotonic()
         notes: list[str] = []
@@ -210,7 +212,7 @@ class Guard:
         user = newest_user(items)
         known: list[tuple[ScreenItem, GuardDecision]] = []
         pending: list[ScreenItem] = []
-        flag: ThreatAssessment | None = None
+        flag: MessageAssessment | None = None
         pre_difficulty: DifficultyName | None = None
         fresh: TierName | None = None
         for item in items:
@@ -295,12 +297,16 @@ class Guard:
             base, decision=_with_notes(decision, notes, time.monotonic() - started)
         )
 
-    async def _assess(self, item: ScreenItem) -> ThreatAssessment | None:
+    async def _assess(self, item: ScreenItem) -> MessageAssessment | None:
         if self.classifier is None or item.kind not in CLASSIFIED_KINDS:
             return None
+        turn = item.as_turn()
         if len(item.text) <= INLINE_CLASSIFIER_CHARS:
-            return assess_message(self.classifier, item.as_turn())
-        return await asyncio.to_thread(assess_message, self.classifier, item.as_turn())
+            # n-grams only, a fraction of a millisecond: most short messages end here.
+            quick = self.classifier.assess_message_without_encoder(turn)
+            if quick is not None:
+                return quick
+        return await asyncio.to_thread(self.classifier.assess_message, turn)
 
     def _withholds(self, item: ScreenItem) -> bool:
         return self.options.indirect == "withhold" and item.kind in DATA_KINDS
@@ -309,7 +315,7 @@ class Guard:
     def _fast_tier(self) -> TierName:
         return "classifier" if self.classifier is not None else "rules"
 
-    def _fast_allow(self, assessment: ThreatAssessment | None) -> GuardDecision:
+    def _fast_allow(self, assessment: MessageAssessment | None) -> GuardDecision:
         if assessment is None:
             return GuardDecision(verdict="allow", tier="rules", reason="passed the rules tier")
         return GuardDecision(
@@ -496,16 +502,7 @@ class Guard:
         )
 
 
-def assess_message(classifier: GuardClassifier, turn: ChatTurn) -> ThreatAssessment:
-    """One message's assessment: the classifier's own per-message method when it has one
-    (it windows long text), else ``assess`` on that message alone."""
-    method = getattr(classifier, "assess_message", None)
-    if method is not None:
-        return method(turn)
-    return classifier.assess([turn])
-
-
-def _classifier_refuses(assessment: ThreatAssessment, threshold: float) -> GuardDecision:
+def _classifier_refuses(assessment: MessageAssessment, threshold: float) -> GuardDecision:
     return GuardDecision(
         verdict="refuse",
         tier="classifier",

@@ -45,6 +45,7 @@ from tandem_gateway.guard.classifier import (
     ARTIFACT_PATH,
     DIFFICULTIES,
     ENCODER_NAME,
+    EncoderGate,
     LinearModel,
     WindowFeatures,
     save_artifact,
@@ -73,6 +74,15 @@ from tandem_gateway.training.data import (
     load_guard_rows,
 )
 from tandem_gateway.training.embeddings import EmbeddingCache
+from tandem_gateway.training.gate import (
+    GATE_MARGIN,
+    WindowPairs,
+    fit_screen,
+    gate_below,
+    gated_row_scores,
+    mean_embedding,
+    window_pairs,
+)
 from tandem_gateway.training.groups import near_duplicate_groups
 from tandem_gateway.training.sources import CACHE_DIR, extra_rows
 
@@ -168,6 +178,11 @@ class GuardData:
     groups: list[int]
     weights: npt.NDArray[np.float64]  # per row, see balanced_weights
 
+    @property
+    def embedded(self) -> bool:
+        """Whether the windows carry sentence embeddings (the model uses the encoder)."""
+        return bool(self.windows) and self.windows[0][0].dense is not None
+
     @classmethod
     def of(
         cls,
@@ -204,45 +219,94 @@ class GuardData:
         """The threat model fitted on these rows (with their weights)."""
         return fit_rows(*self.part(index), config, weights=self.weights[index])
 
+    def fit_screen(
+        self, index: npt.NDArray[np.int64], config: FitConfig, model: LinearModel
+    ) -> LinearModel:
+        """The encoder gate's n-gram-only screen, on the rows and vocabulary of ``model``."""
+        return fit_screen(*self.part(index), config, model.vocabulary, self.weights[index])
+
 
 @dataclass(frozen=True, slots=True)
 class CvResult:
     flagged: npt.NDArray[np.bool_]  # (seeds, rows): refused at the threshold of its fold
-    scores: npt.NDArray[np.float64]  # (seeds, rows): out-of-fold threat scores
+    scores: npt.NDArray[np.float64]  # (seeds, rows): out-of-fold threat scores, as served
     fold_thresholds: list[float]
+    # With the encoder: the same without the gate (every window embedded), the windows
+    # the encoder read per row, and every out-of-fold window's full-model and screen score.
+    flagged_ungated: npt.NDArray[np.bool_]
+    encoded: npt.NDArray[np.int64]  # (seeds, rows)
+    windows: npt.NDArray[np.int64]  # (rows,)
+    pairs: WindowPairs | None
 
 
-def inner_threshold(
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """What an inner CV sets for one outer training part."""
+
+    threshold: float
+    gate_below: float | None  # None without the encoder
+
+
+def inner_calibration(
     data: GuardData, train: npt.NDArray[np.int64], config: FitConfig, target_fpr: float, seed: int
-) -> float:
-    """The refusal threshold from an inner grouped CV inside ``train`` only."""
+) -> Calibration:
+    """The refusal threshold, and the encoder gate under it, from an inner grouped CV
+    inside ``train`` only."""
     scores = np.zeros(len(train))
+    pairs: list[WindowPairs] = []
     groups = [data.groups[i] for i in train]
     for inner_train, inner_test in folds(
         data.strata[train], groups, n_splits=INNER_SPLITS, seed=seed
     ):
         model = data.fit(train[inner_train], config)
-        scores[inner_test] = row_scores(model, data.part(train[inner_test])[0])
-    return threshold_for_rate(scores[data.y[train] == 0], target_fpr)
+        held_out = data.part(train[inner_test])[0]
+        scores[inner_test] = row_scores(model, held_out)
+        if data.embedded:
+            screen = data.fit_screen(train[inner_train], config, model)
+            pairs.append(window_pairs(model, screen, held_out))
+    threshold = threshold_for_rate(scores[data.y[train] == 0], target_fpr)
+    below = gate_below(WindowPairs.concat(pairs), threshold) if data.embedded else None
+    return Calibration(threshold, below)
 
 
 def grouped_cv(
     data: GuardData, config: FitConfig, target_fpr: float, seeds: Sequence[int], log: Log
 ) -> CvResult:
-    flagged = np.zeros((len(seeds), len(data.rows)), dtype=bool)
-    scores = np.zeros((len(seeds), len(data.rows)))
+    shape = (len(seeds), len(data.rows))
+    flagged, flagged_ungated = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=bool)
+    scores, encoded = np.zeros(shape), np.zeros(shape, dtype=np.int64)
     thresholds: list[float] = []
+    pairs: list[WindowPairs] = []
     for s, seed in enumerate(seeds):
         for k, (train, test) in enumerate(
             folds(data.strata, data.groups, n_splits=N_SPLITS, seed=seed)
         ):
-            threshold = inner_threshold(data, train, config, target_fpr, seed)
+            calibration = inner_calibration(data, train, config, target_fpr, seed)
             model = data.fit(train, config)
-            scores[s, test] = row_scores(model, data.part(test)[0])
-            flagged[s, test] = scores[s, test] >= threshold
-            thresholds.append(threshold)
-            log(f"  seed {seed} fold {k}: threshold {threshold:.3f}")
-    return CvResult(flagged, scores, thresholds)
+            held_out = data.part(test)[0]
+            gate = None
+            if calibration.gate_below is not None:
+                screen = data.fit_screen(train, config, model)
+                mean = mean_embedding(data.part(train)[0])
+                gate = EncoderGate(screen, calibration.gate_below, mean)
+                pairs.append(window_pairs(model, screen, held_out))
+            gated = gated_row_scores(model, held_out, gate)
+            scores[s, test] = gated.scores
+            encoded[s, test] = gated.encoded
+            flagged[s, test] = gated.scores >= calibration.threshold
+            flagged_ungated[s, test] = row_scores(model, held_out) >= calibration.threshold
+            thresholds.append(calibration.threshold)
+            gate_note = "" if gate is None else f", encoder gate {gate.below:.3f}"
+            log(f"  seed {seed} fold {k}: threshold {calibration.threshold:.3f}{gate_note}")
+    return CvResult(
+        flagged,
+        scores,
+        thresholds,
+        flagged_ungated,
+        encoded,
+        np.array([len(w) for w in data.windows], dtype=np.int64),
+        WindowPairs.concat(pairs) if pairs else None,
+    )
 
 
 def _pool(tables: Sequence[dict[str, Rate]]) -> dict[str, Rate]:
@@ -300,7 +364,7 @@ def train_threat(
     dev_count: int | None = None,
     seeds: Sequence[int] = SEEDS,
     embed: Callable[[list[str]], list[npt.NDArray[np.float32]]] | None = None,
-) -> tuple[dict[str, Any], LinearModel, LinearModel, dict[str, float]]:
+) -> tuple[dict[str, Any], LinearModel, LinearModel, dict[str, float], EncoderGate | None]:
     started = time.monotonic()
     data = GuardData.of(rows, embed)
     log(
@@ -378,7 +442,24 @@ def train_threat(
     )
 
     threat_model = data.fit(np.arange(len(rows)), config)
-    in_sample = row_scores(threat_model, data.windows) >= thresholds["decide"]
+    gate, gate_report = None, None
+    if cv.pairs is not None:
+        thresholds["encoder_gate"] = gate_below(cv.pairs, thresholds["decide"])
+        gate = EncoderGate(
+            data.fit_screen(np.arange(len(rows)), config, threat_model),
+            thresholds["encoder_gate"],
+            mean_embedding(data.windows),
+        )
+        gate_report = encoder_gate_report(data, cv, thresholds["encoder_gate"], categories)
+        log(
+            f"encoder gate {thresholds['encoder_gate']:.3f} (margin {GATE_MARGIN:g}): the encoder "
+            f"read {gate_report['windows_encoded']['benign']:.1%} of benign rows' windows and "
+            f"{gate_report['windows_encoded']['threat']:.1%} of threats' (CV); without the gate "
+            f"threats caught {gate_report['without_gate']['threats_caught']}, benign refused "
+            f"{gate_report['without_gate']['benign_refused']}"
+        )
+
+    in_sample = gated_row_scores(threat_model, data.windows, gate).scores >= thresholds["decide"]
     in_sample_table = _summary(rates_by(categories, [bool(f) for f in in_sample]))
     log(
         "IN-SAMPLE FIT (warning: the final model on its own training rows, not an estimate): "
@@ -426,22 +507,47 @@ def train_threat(
             **in_sample_table,
         },
         "thresholds": thresholds,
+        **({"encoder_gate": gate_report} if gate_report else {}),
         "prescreen_out_of_fold_recall": prescreen_recall,
         "category_accuracy": category_acc,
     }
-    return report, threat_model, category_model, thresholds
+    return report, threat_model, category_model, thresholds, gate
+
+
+def encoder_gate_report(
+    data: GuardData, cv: CvResult, below: float, categories: Sequence[str]
+) -> dict[str, Any]:
+    """What the gate saves (windows the encoder read, out of fold) and what it costs
+    (the same CV with every window embedded)."""
+    everything = np.ones(len(data.rows), dtype=bool)
+
+    def share(label: int) -> float:
+        rows = data.y == label
+        return float(cv.encoded[:, rows].sum() / (cv.windows[rows].sum() * len(cv.encoded)))
+
+    ungated = _summary(cv_tables(data, cv.flagged_ungated, everything, categories))
+    return {
+        "below": below,
+        "margin": GATE_MARGIN,
+        "windows_encoded": {"benign": share(0), "threat": share(1)},
+        "without_gate": {
+            "threats_caught": ungated["threats_caught"],
+            "benign_refused": ungated["benign_refused"],
+        },
+    }
 
 
 def score_held_out(
     rows: Sequence[GuardRow],
     model: LinearModel,
     threshold: float,
+    gate: EncoderGate | None,
     embed: Callable[[list[str]], list[npt.NDArray[np.float32]]] | None,
     log: Log,
 ) -> dict[str, Any]:
     """The shipped model on a source it was not trained on: threats caught, benign refused."""
     data = GuardData.of(rows, embed)
-    flagged = row_scores(model, data.windows) >= threshold
+    flagged = gated_row_scores(model, data.windows, gate).scores >= threshold
     table = rates_by([r.category for r in rows], [bool(f) for f in flagged])
     log(format_rates("held-out source, never trained on (shipped model, decide threshold)", table))
     return {
@@ -595,17 +701,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.no_encoder
         else EmbeddingCache(args.cache_dir / "embeddings.npz", shared_encoder()).embed
     )
-    guard_report, threat, category, thresholds = train_threat(
+    guard_report, threat, category, thresholds, gate = train_threat(
         rows, args.target_fpr, log, dev_count=len(dev), embed=embed
     )
     if held_out:
         guard_report["held_out_indirect"] = score_held_out(
-            held_out, threat, thresholds["decide"], embed, log
+            held_out, threat, thresholds["decide"], gate, embed, log
         )
     difficulty_report, difficulty = train_difficulty(evals / "difficulty-dev.jsonl", log)
     sources = sorted({r.source for r in rows})
     meta = {
-        "version": f"tfidf-lr-{weights_digest(threat, difficulty)}",
+        "version": f"tfidf-lr-{weights_digest(threat, difficulty, gate)}",
         "thresholds": thresholds,
         "threat_categories": list(THREAT_NAMES),
         "difficulties": list(DIFFICULTIES),
@@ -613,7 +719,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "windows": "features.WINDOW_CHARS / WINDOW_OVERLAP",
         **({} if args.no_encoder else {"encoder": ENCODER_NAME}),
     }
-    save_artifact(args.out, threat=threat, category=category, difficulty=difficulty, meta=meta)
+    save_artifact(
+        args.out, threat=threat, category=category, difficulty=difficulty, meta=meta, gate=gate
+    )
     difficulty_rows = load_difficulty_rows(evals / "difficulty-dev.jsonl")
     write_manifest(args.manifest, rows, [(r.source or "leetcode", r.text) for r in difficulty_rows])
     args.report.parent.mkdir(parents=True, exist_ok=True)
