@@ -6,6 +6,9 @@ pytest-grpc serves: its ``grpc_server`` fixture starts it on a real port.
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import grpc
@@ -17,7 +20,47 @@ from tandem_gateway.server import RunningGateway, running_gateway
 from tandem_worker.server import RunningWorker
 from tests.conftest import gateway_settings
 from tests.fake_ollama import FakeOllama
-from tests.helpers import GATEWAY_SERVICE, GUARD_S, WORKER_SERVICE, route, user, wait_for_health
+from tests.helpers import (
+    GATEWAY_SERVICE,
+    GUARD_S,
+    NOT_SERVING,
+    SERVING,
+    WORKER_SERVICE,
+    gateway_stub,
+    route,
+    user,
+    wait_for_health,
+)
+
+# The scripted worker's threads: a held health check must not stall its streams.
+grpc_max_workers = 8
+
+
+class ScriptedHealth(health.HealthServicer):
+    """The standard health servicer, whose Check can be held unanswered, as a worker
+    whose event loop is busy streaming would leave it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold = threading.Event()
+        self.held_checks = 0
+        self._arrived = threading.Condition()
+
+    def Check(
+        self, request: health_pb2.HealthCheckRequest, context: grpc.ServicerContext
+    ) -> health_pb2.HealthCheckResponse:
+        if self.hold.is_set():
+            with self._arrived:
+                self.held_checks += 1
+                self._arrived.notify_all()
+            ended = threading.Event()
+            context.add_callback(ended.set)  # the caller's deadline passed
+            ended.wait(GUARD_S)
+        return super().Check(request, context)
+
+    def wait_for_held_checks(self, count: int) -> bool:
+        with self._arrived:
+            return self._arrived.wait_for(lambda: self.held_checks >= count, GUARD_S)
 
 
 class ScriptedWorker(worker_pb2_grpc.WorkerServiceServicer):
@@ -26,6 +69,8 @@ class ScriptedWorker(worker_pb2_grpc.WorkerServiceServicer):
     def __init__(self) -> None:
         self.mode = "no_summary"
         self.calls = 0
+        self.health = ScriptedHealth()
+        self.stop_streaming = threading.Event()
 
     def Generate(
         self, request: worker_pb2.GenerateRequest, context: grpc.ServicerContext
@@ -33,6 +78,10 @@ class ScriptedWorker(worker_pb2_grpc.WorkerServiceServicer):
         self.calls += 1
         if self.mode == "unavailable_before_first_token":
             context.abort(grpc.StatusCode.UNAVAILABLE, "scripted: backend went away")
+        if self.mode == "stream_until_stopped":  # a token every 50 ms, like a slow model
+            while not self.stop_streaming.wait(0.05) and context.is_active():
+                yield worker_pb2.GenerateResponse(delta=common_pb2.TextDelta(text="tok "))
+            return
         yield worker_pb2.GenerateResponse(delta=common_pb2.TextDelta(text="half an "))
         if self.mode == "unavailable_after_first_token":
             context.abort(grpc.StatusCode.UNAVAILABLE, "scripted: died mid-answer")
@@ -59,9 +108,8 @@ def grpc_servicer() -> ScriptedWorker:
 def grpc_add_to_server():
     def add(servicer: ScriptedWorker, server: grpc.Server) -> None:
         worker_pb2_grpc.add_WorkerServiceServicer_to_server(servicer, server)
-        health_servicer = health.HealthServicer()
-        health_servicer.set(WORKER_SERVICE, health_pb2.HealthCheckResponse.SERVING)
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        servicer.health.set(WORKER_SERVICE, health_pb2.HealthCheckResponse.SERVING)
+        health_pb2_grpc.add_HealthServicer_to_server(servicer.health, server)
 
     return add
 
@@ -124,3 +172,48 @@ async def test_failure_before_the_first_token_fails_over_to_the_next_worker(
     assert grpc_servicer.calls == calls + 1
     assert result.text == "answer from the healthy worker"
     assert result.summary.worker == worker.address
+
+
+async def test_a_busy_worker_whose_streams_deliver_is_not_declared_unreachable(
+    scripted_gateway: RunningGateway, grpc_servicer: ScriptedWorker
+) -> None:
+    """A health check that times out while the worker's stream keeps delivering is a busy
+    worker, not a dead link: the gateway keeps routing to it. Once nothing arrives
+    either, the next timed-out check marks it unreachable."""
+    grpc_servicer.mode = "stream_until_stopped"
+    grpc_servicer.stop_streaming.clear()
+    (link,) = scripted_gateway.cluster.pool.links
+    health_servicer = grpc_servicer.health
+    async with grpc.aio.insecure_channel(scripted_gateway.address) as channel:
+        call = gateway_stub(channel).Route(
+            gateway_pb2.RouteRequest(messages=[user("write a lot")]), timeout=GUARD_S
+        )
+        while (await call.read()).WhichOneof("event") != "delta":
+            pass
+        failures = link.consecutive_failures
+        health_servicer.hold.set()
+        try:
+            # The second held check arrives only after the first one timed out at the
+            # gateway and its failure was handled.
+            assert await asyncio.to_thread(
+                health_servicer.wait_for_held_checks, health_servicer.held_checks + 2
+            )
+            assert link.consecutive_failures > failures
+            assert link.serving, link.describe()
+            reply = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=GATEWAY_SERVICE), timeout=GUARD_S
+            )
+            assert reply.status == SERVING
+
+            stopped = time.monotonic()
+            grpc_servicer.stop_streaming.set()  # the stream ends; nothing arrives any more
+            with pytest.raises(grpc.aio.AioRpcError):
+                while await call.read() is not grpc.aio.EOF:
+                    pass
+            await wait_for_health(scripted_gateway.address, GATEWAY_SERVICE, NOT_SERVING)
+            assert not link.serving and "health check failed" in link.error
+            silent_s = time.monotonic() - stopped
+            print(f"\n[measured] silent busy worker -> unreachable: {silent_s:.2f} s")
+        finally:
+            health_servicer.hold.clear()
+    await wait_for_health(scripted_gateway.address, GATEWAY_SERVICE, SERVING)

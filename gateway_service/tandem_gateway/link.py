@@ -65,6 +65,14 @@ class WorkerLink:
     own readiness changes the moment they happen, and a health ``Check`` every
     probe interval measures the link's round trip and notices a dead link
     (no FIN, no RST) within one timeout.
+
+    A check that times out while the worker's relayed streams kept delivering
+    (``heard``: a message arrived after the check was sent) means a busy worker,
+    not a dead link: its event loop answers the check behind the tokens it is
+    streaming. The link then stays as it was (the failure is counted), rather
+    than turning every new request away from a worker that is serving. A dead
+    link delivers nothing, so the next check marks it unreachable: with streams
+    in flight at the cut, within two timeouts instead of one.
     """
 
     def __init__(
@@ -85,6 +93,7 @@ class WorkerLink:
         self.last_seen: datetime | None = None
         self.rtt_s: float | None = None
         self.consecutive_failures = 0
+        self._last_message_at = float("-inf")  # time.monotonic() of the newest relayed message
         self.node: worker_pb2.NodeStatus | None = None
         # Set when the worker refuses the gateway's token or certificate: the
         # link then counts as NOT_SERVING, with this as the reason.
@@ -111,6 +120,11 @@ class WorkerLink:
         if model is None:
             return self.node.model_loaded
         return any(same_model(loaded.name, model) for loaded in self.node.loaded_models)
+
+    def heard(self) -> None:
+        """A message of a relayed stream arrived from this worker (called per message:
+        one clock read)."""
+        self._last_message_at = time.monotonic()
 
     def start(self) -> None:
         self._tasks = [
@@ -141,7 +155,15 @@ class WorkerLink:
             except grpc.aio.AioRpcError as exc:
                 self.consecutive_failures += 1
                 self.rtt_s = None
-                await self._lost(f"health check failed: {exc.code().name}: {exc.details()}")
+                if self._busy(exc, started):
+                    log.info(
+                        "worker %s: health check slower than %.1f s while its streams deliver: "
+                        "busy, not unreachable",
+                        self.address,
+                        self._timing.timeout_s,
+                    )
+                else:
+                    await self._lost(f"health check failed: {exc.code().name}: {exc.details()}")
             else:
                 self.rtt_s = time.monotonic() - started
                 self.consecutive_failures = 0
@@ -152,6 +174,13 @@ class WorkerLink:
             await asyncio.sleep(
                 max(0.0, self._timing.probe_interval_s - (time.monotonic() - started))
             )
+
+    def _busy(self, exc: grpc.aio.AioRpcError, check_sent: float) -> bool:
+        return (
+            exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            and self.state != gateway_pb2.WORKER_STATE_UNREACHABLE
+            and self._last_message_at >= check_sent
+        )
 
     async def _heard(self, status: int) -> None:
         self.last_seen = datetime.now(UTC)

@@ -386,8 +386,8 @@ class GatewaySettings(NodeSettings):
     link_timeout_s: float = Field(
         default=1.0,
         gt=0,
-        description="A worker health check slower than this marks the worker unreachable, "
-        "in seconds.",
+        description="A worker health check slower than this marks the worker unreachable "
+        "(unless its streams kept delivering meanwhile: then it is busy, not gone), in seconds.",
     )
     max_route_s: float = Field(
         default=900.0,
