@@ -67,9 +67,9 @@ class WorkerLink:
     (no FIN, no RST) within one timeout.
 
     A check that times out while the worker's relayed streams kept delivering
-    (``heard``: a message arrived after the check was sent) means a busy worker,
-    not a dead link: its event loop answers the check behind the tokens it is
-    streaming. The link then stays as it was (the failure is counted), rather
+    (``note_stream_message``: a message arrived after the check was sent) means a
+    busy worker, not a dead link: its event loop answers the check behind the
+    tokens it is streaming. The link then stays as it was (the failure is counted), rather
     than turning every new request away from a worker that is serving. A dead
     link delivers nothing, so the next check marks it unreachable: with streams
     in flight at the cut, within two timeouts instead of one.
@@ -121,7 +121,7 @@ class WorkerLink:
             return self.node.model_loaded
         return any(same_model(loaded.name, model) for loaded in self.node.loaded_models)
 
-    def heard(self) -> None:
+    def note_stream_message(self) -> None:
         """A message of a relayed stream arrived from this worker (called per message:
         one clock read)."""
         self._last_message_at = time.monotonic()

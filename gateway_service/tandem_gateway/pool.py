@@ -162,7 +162,7 @@ async def _relay(
     first_token_at: float | None = None
     try:
         async for response in stream:
-            link.heard()
+            link.note_stream_message()
             kind = response.WhichOneof("event")
             if kind == "delta":
                 if first_token_at is None:
