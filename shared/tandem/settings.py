@@ -279,8 +279,7 @@ class WorkerSettings(NodeSettings):
         description="Merge the tokens that queue up while a reader is behind into one message, "
         "once sending one message took longer than this, in milliseconds (0: off, every token "
         "its own message). Raises relayed tokens/s at saturation about 2x, but under overload "
-        "delays new requests' first tokens, and with it on the gateway lost readiness at 128 "
-        "paced streams in `make bench` (docs/relay-performance.md), hence off by default.",
+        "delays new requests' first tokens (docs/relay-performance.md), hence off by default.",
     )
     max_queue_bypass: int = Field(
         default=8,
