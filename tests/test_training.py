@@ -25,6 +25,7 @@ from tandem_gateway.training.crossval import (
     fit_linear,
     fit_rows,
     folds,
+    row_scores,
     threshold_for_rate,
 )
 from tandem_gateway.training.data import GuardRow
@@ -33,8 +34,8 @@ from tandem_gateway.training.gate import (
     GATE_MARGIN,
     WindowPairs,
     gate_below,
-    gated_row_scores,
     mean_embedding,
+    served_row_scores,
     window_pairs,
 )
 from tandem_gateway.training.groups import near_duplicate_groups
@@ -159,13 +160,15 @@ def test_the_nested_threshold_never_looks_at_the_held_out_part() -> None:
 
 def test_the_encoder_gate_sits_under_every_window_the_full_model_refuses() -> None:
     pairs = WindowPairs(
-        full=np.array([5.0, 3.2, 2.9, 0.0, -3.0]), screen=np.array([4.0, 1.5, -1.0, 2.9, -4.0])
+        full=np.array([5.0, 3.2, 2.9, 0.0, -3.0]),
+        screen=np.array([4.0, 1.5, -1.0, 2.9, -4.0]),
+        counts=np.array([2, 3]),  # two rows
     )
     # windows 0 and 1 reach 3.0; the lower of their screen scores is 1.5, so the gate
     # is a margin under it (window 2, just under the threshold, does not pull it down)
     assert gate_below(pairs, threshold=3.0) == pytest.approx(1.5 - GATE_MARGIN)
     # none came near: a margin under the threshold, never above it
-    far = WindowPairs(full=np.array([-5.0]), screen=np.array([9.0]))
+    far = WindowPairs(full=np.array([-5.0]), screen=np.array([9.0]), counts=np.array([1]))
     assert gate_below(far, threshold=3.0) == pytest.approx(3.0 - GATE_MARGIN)
 
 
@@ -176,12 +179,19 @@ def test_the_gated_model_refuses_what_the_full_model_refuses_and_skips_the_rest(
     model = data.fit(train, FitConfig(10.0))
     mean = mean_embedding(data.part(train)[0])
     held_out = data.part(test)[0]
-    full = gated_row_scores(model, held_out, None)
     threshold = 3.0  # between these benign (< 1.2) and most threat (1.7 to 4.4) scores
     screen = data.fit_screen(train, FitConfig(10.0), model)
     assert screen.vocabulary is model.vocabulary and screen.dense_coef is None
-    gate = EncoderGate(screen, gate_below(window_pairs(model, screen, held_out), threshold), mean)
-    gated = gated_row_scores(model, held_out, gate)
+    pairs = window_pairs(model, screen, held_out)
+    full = pairs.gated(-np.inf)  # a gate under every window: all embedded
+    assert np.array_equal(full.scores, row_scores(model, held_out))
+    assert np.array_equal(pairs.row_scores(), full.scores)
+    gate = EncoderGate(screen, gate_below(pairs, threshold), mean)
+    gated = pairs.gated(gate.below)
+    # the windows it embeds are the ones the classifier's own gate lets through
+    read = [sum(gate.skips(w.raw) is None for w in row) for row in held_out]
+    assert gated.encoded.tolist() == read
+    assert np.array_equal(served_row_scores(model, held_out, gate), gated.scores)
     assert np.array_equal(gated.scores >= threshold, full.scores >= threshold)
     assert np.all(full.encoded == full.windows)  # no gate: every window embedded
     benign = data.y[test] == 0

@@ -27,29 +27,62 @@ import numpy.typing as npt
 
 from tandem_gateway.guard.classifier import EncoderGate, LinearModel, WindowFeatures
 from tandem_gateway.guard.features import Vocabulary
-from tandem_gateway.training.crossval import FitConfig, fit_rows
+from tandem_gateway.training.crossval import FitConfig, fit_rows, row_scores
 
 # Fixed beforehand, like the models' C (a logit of the screen).
 GATE_MARGIN = 0.25
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 Windows = Sequence[WindowFeatures]
 
 
 @dataclass(frozen=True, slots=True)
+class GatedScores:
+    """Rows scored as served: the highest window, each window gated."""
+
+    scores: FloatArray  # per row
+    windows: IntArray  # per row: how many windows
+    encoded: IntArray  # per row: how many the encoder read
+
+
+@dataclass(frozen=True, slots=True)
 class WindowPairs:
-    """The full model's and the screen's threat logits of a set of windows (flat, same
-    order)."""
+    """The full model's and the screen's threat logits of every window of a set of rows
+    (flat, in row order), and how many windows each row has. Each window is scored
+    once; the rows' scores with and without the gate both come from these."""
 
     full: FloatArray
     screen: FloatArray
+    counts: IntArray  # per row: how many windows (at least one)
 
     @classmethod
     def concat(cls, parts: Sequence[WindowPairs]) -> WindowPairs:
         return cls(
             np.concatenate([p.full for p in parts]) if parts else np.empty(0),
             np.concatenate([p.screen for p in parts]) if parts else np.empty(0),
+            np.concatenate([p.counts for p in parts]) if parts else np.empty(0, np.int64),
         )
+
+    def row_scores(self) -> FloatArray:
+        """Each row's score with every window embedded: its highest full score."""
+        return np.maximum.reduceat(self.full, self._starts())
+
+    def gated(self, below: float) -> GatedScores:
+        """Each row's score as served behind a gate at ``below``: a window the screen
+        scores under it keeps its screen score (``EncoderGate.skips``), any other its
+        full score."""
+        skipped = self.screen < below
+        served = np.where(skipped, self.screen, self.full)
+        starts = self._starts()
+        return GatedScores(
+            np.maximum.reduceat(served, starts),
+            self.counts,
+            np.add.reduceat((~skipped).astype(np.int64), starts),
+        )
+
+    def _starts(self) -> IntArray:
+        return np.concatenate([[0], np.cumsum(self.counts)[:-1]]).astype(np.int64)
 
 
 def fit_screen(
@@ -76,7 +109,8 @@ def window_pairs(model: LinearModel, screen: LinearModel, rows: Sequence[Windows
     windows = [w for row in rows for w in row]
     full = [float(model.window_scores(w)[0]) for w in windows]
     screened = [float(screen.scores(w.raw)[0]) for w in windows]
-    return WindowPairs(np.array(full), np.array(screened))
+    counts = np.array([len(row) for row in rows], dtype=np.int64)
+    return WindowPairs(np.array(full), np.array(screened), counts)
 
 
 def gate_below(pairs: WindowPairs, threshold: float, margin: float = GATE_MARGIN) -> float:
@@ -86,31 +120,10 @@ def gate_below(pairs: WindowPairs, threshold: float, margin: float = GATE_MARGIN
     return min(lowest, threshold) - margin
 
 
-@dataclass(frozen=True, slots=True)
-class GatedScores:
-    """Rows scored as served: the highest window, each window gated."""
-
-    scores: FloatArray  # per row
-    windows: npt.NDArray[np.int64]  # per row: how many windows
-    encoded: npt.NDArray[np.int64]  # per row: how many the encoder read
-
-
-def gated_row_scores(
+def served_row_scores(
     model: LinearModel, rows: Sequence[Windows], gate: EncoderGate | None
-) -> GatedScores:
-    scores, encoded = [], []
-    for row in rows:
-        best, read = -np.inf, 0
-        for window in row:
-            score = None if gate is None else gate.skips(window.raw)
-            if score is None:  # the encoder reads this window
-                read += 1
-                score = float(model.window_scores(window)[0])
-            best = max(best, score)
-        scores.append(best)
-        encoded.append(read)
-    return GatedScores(
-        np.array(scores),
-        np.array([len(row) for row in rows], dtype=np.int64),
-        np.array(encoded, dtype=np.int64),
-    )
+) -> FloatArray:
+    """Each row's threat score as the classifier serves it, behind ``gate`` if any."""
+    if gate is None:
+        return row_scores(model, rows)
+    return window_pairs(model, gate.screen, rows).gated(gate.below).scores

@@ -79,8 +79,8 @@ from tandem_gateway.training.gate import (
     WindowPairs,
     fit_screen,
     gate_below,
-    gated_row_scores,
     mean_embedding,
+    served_row_scores,
     window_pairs,
 )
 from tandem_gateway.training.groups import near_duplicate_groups
@@ -260,10 +260,12 @@ def inner_calibration(
     ):
         model = data.fit(train[inner_train], config)
         held_out = data.part(train[inner_test])[0]
-        scores[inner_test] = row_scores(model, held_out)
         if data.embedded:
             screen = data.fit_screen(train[inner_train], config, model)
             pairs.append(window_pairs(model, screen, held_out))
+            scores[inner_test] = pairs[-1].row_scores()
+        else:
+            scores[inner_test] = row_scores(model, held_out)
     threshold = threshold_for_rate(scores[data.y[train] == 0], target_fpr)
     below = gate_below(WindowPairs.concat(pairs), threshold) if data.embedded else None
     return Calibration(threshold, below)
@@ -284,19 +286,18 @@ def grouped_cv(
             calibration = inner_calibration(data, train, config, target_fpr, seed)
             model = data.fit(train, config)
             held_out = data.part(test)[0]
-            gate = None
-            if calibration.gate_below is not None:
-                screen = data.fit_screen(train, config, model)
-                mean = mean_embedding(data.part(train)[0])
-                gate = EncoderGate(screen, calibration.gate_below, mean)
-                pairs.append(window_pairs(model, screen, held_out))
-            gated = gated_row_scores(model, held_out, gate)
-            scores[s, test] = gated.scores
-            encoded[s, test] = gated.encoded
-            flagged[s, test] = gated.scores >= calibration.threshold
-            flagged_ungated[s, test] = row_scores(model, held_out) >= calibration.threshold
+            below = calibration.gate_below
+            if below is None:  # n-grams only: nothing to gate
+                scores[s, test] = ungated = row_scores(model, held_out)
+            else:
+                pairs.append(window_pairs(model, data.fit_screen(train, config, model), held_out))
+                gated = pairs[-1].gated(below)
+                scores[s, test], encoded[s, test] = gated.scores, gated.encoded
+                ungated = pairs[-1].row_scores()
+            flagged[s, test] = scores[s, test] >= calibration.threshold
+            flagged_ungated[s, test] = ungated >= calibration.threshold
             thresholds.append(calibration.threshold)
-            gate_note = "" if gate is None else f", encoder gate {gate.below:.3f}"
+            gate_note = "" if below is None else f", encoder gate {below:.3f}"
             log(f"  seed {seed} fold {k}: threshold {calibration.threshold:.3f}{gate_note}")
     return CvResult(
         flagged,
@@ -459,7 +460,7 @@ def train_threat(
             f"{gate_report['without_gate']['benign_refused']}"
         )
 
-    in_sample = gated_row_scores(threat_model, data.windows, gate).scores >= thresholds["decide"]
+    in_sample = served_row_scores(threat_model, data.windows, gate) >= thresholds["decide"]
     in_sample_table = _summary(rates_by(categories, [bool(f) for f in in_sample]))
     log(
         "IN-SAMPLE FIT (warning: the final model on its own training rows, not an estimate): "
@@ -547,7 +548,7 @@ def score_held_out(
 ) -> dict[str, Any]:
     """The shipped model on a source it was not trained on: threats caught, benign refused."""
     data = GuardData.of(rows, embed)
-    flagged = gated_row_scores(model, data.windows, gate).scores >= threshold
+    flagged = served_row_scores(model, data.windows, gate) >= threshold
     table = rates_by([r.category for r in rows], [bool(f) for f in flagged])
     log(format_rates("held-out source, never trained on (shipped model, decide threshold)", table))
     return {
