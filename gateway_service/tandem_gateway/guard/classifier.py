@@ -113,15 +113,6 @@ class EncoderGate:
         return score if score < self.below else None
 
 
-def window_features(text: str, encoder: SentenceEncoder | None) -> list[WindowFeatures]:
-    """The features of each window of a text (``features.windows``): n-grams, and the
-    encoder's embedding when there is one."""
-    return [
-        WindowFeatures(ngram_features(w), encoder.embed(w) if encoder else None)
-        for w in windows(prepare(text))
-    ]
-
-
 @dataclass(frozen=True, slots=True)
 class _Scored:
     features: WindowFeatures
