@@ -398,8 +398,11 @@ def _psfuzz(z: zipfile.ZipFile) -> list[GuardRow]:
     )
 
 
-_BASTION_BENIGN = {"benign_codegen": "benign_coding", "benign_support": "benign_general"}
-_BASTION_BENIGN["benign_creative"] = "benign_general"
+_BASTION_BENIGN = {
+    "benign_codegen": "benign_coding",
+    "benign_support": "benign_general",
+    "benign_creative": "benign_general",
+}  # every other benign category of bastioncorpus is a false-positive trap: borderline
 _BASTION_THREAT = {"jailbreak_persona": "jailbreak", "exfiltration": "exfiltration"}
 
 
