@@ -123,14 +123,14 @@ def attack_templates(sources: list[str]) -> dict[str, str]:
             name = fields.get("name")
             if text is not None and isinstance(name, str):
                 templates[name] = text
-    user, model = (
-        module.get("DEFAULT_USER_NAME", "the user"),
-        module.get("DEFAULT_MODEL_NAME", "the AI language model"),
-    )
+    model = module.get("DEFAULT_MODEL_NAME", "the AI language model")
+    # The important_instructions attack signs as AgentDojo's user; the others use the default.
+    users = {"important_instructions": "Emma Johnson"}
+    default_user = module.get("DEFAULT_USER_NAME", "the user")
     return {
-        name: templates[name].replace("{user}", "Emma Johnson").replace("{model}", model)
-        if name == "important_instructions"
-        else templates[name].replace("{user}", user).replace("{model}", model)
+        name: templates[name]
+        .replace("{user}", users.get(name, default_user))
+        .replace("{model}", model)
         for name in ATTACKS
         if name in templates
     }

@@ -655,13 +655,11 @@ def train_difficulty(
     trains, tests = [], []
     for k, seed in enumerate(seeds):
         for train, test in folds(strata, groups, n_splits=N_SPLITS, seed=seed):
-            model = fit_difficulty([docs[i] for i in train], shapes[train], y[train])
-            scores = difficulty_scores(model, [docs[i] for i in test], shapes[test])
-            predicted[k, test] = scores.argmax(axis=1)
-            words = fit_linear(
-                [docs[i] for i in train], y[train], FitConfig(DIFFICULTY_C, multiclass=True)
-            )
-            ngrams_only[k, test] = class_scores(words, [docs[i] for i in test]).argmax(axis=1)
+            train_docs, test_docs = [docs[i] for i in train], [docs[i] for i in test]
+            model = fit_difficulty(train_docs, shapes[train], y[train])
+            predicted[k, test] = difficulty_scores(model, test_docs, shapes[test]).argmax(axis=1)
+            words = fit_linear(train_docs, y[train], FitConfig(DIFFICULTY_C, multiclass=True))
+            ngrams_only[k, test] = class_scores(words, test_docs).argmax(axis=1)
             trains.append(train)
             tests.append(test)
     exact = float(np.mean(predicted == y))
