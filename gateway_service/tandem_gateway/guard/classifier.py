@@ -8,8 +8,10 @@ backend: it decides on the embedded default, and pre-screens before the LLM
 judge on Ollama.
 
 Each message is scored on its own and whole (``assess_message``): long text in
-overlapping windows, the highest window decides. A conversation's score is the
-highest over its untrusted messages (``assess``), so a long benign tool result
+overlapping windows and, when the artifact names a ``features.PhraseRule``, the
+lines and sentences of a request a few windows long as well
+(``features.message_windows``); the highest decides. A conversation's score is
+the highest over its untrusted messages (``assess``), so a long benign tool result
 cannot lift a short request, and an instruction planted anywhere in one is seen.
 
 The sentence encoder is the expensive part (~8 ms of CPU for a short window, all of
@@ -36,16 +38,23 @@ import numpy.typing as npt
 from tandem.backends.base import ChatTurn
 from tandem_gateway.guard.decision import THREAT_NAMES, DifficultyName, ThreatName
 from tandem_gateway.guard.encoder import EncoderUnavailable, SentenceEncoder, shared_encoder
-from tandem_gateway.guard.features import RawFeatures, Vocabulary, prepare, raw_features, windows
+from tandem_gateway.guard.features import (
+    PhraseRule,
+    RawFeatures,
+    Vocabulary,
+    message_windows,
+    raw_features,
+)
 from tandem_gateway.guard.features import features_of as ngram_features
 from tandem_gateway.guard.task_shape import SHAPE_NAMES, task_shape
 
 ARTIFACT_PATH = Path(__file__).with_name("models") / "guard-classifier.npz"
+# 5: optional ``phrase_rule`` in meta (a few-window message's phrases scored beside its windows);
 # 4: optional difficulty weights over the task's shape (``guard.task_shape``);
 # 3: optional encoder gate (screen weights, mean embedding); 2: optional dense (encoder)
 # weights; 1: n-grams only.
-ARTIFACT_FORMAT = 4
-_READABLE_FORMATS = (1, 2, 3, 4)
+ARTIFACT_FORMAT = 5
+_READABLE_FORMATS = (1, 2, 3, 4, 5)
 ENCODER_NAME = "all-MiniLM-L6-v2"
 DIFFICULTIES: tuple[DifficultyName, ...] = ("low", "medium", "high")
 # Roles whose content is untrusted and scored whole. An assistant turn is the
@@ -129,7 +138,8 @@ class MessageAssessment:
     score: float  # the highest threat score over the message's windows (a logit)
     category: ThreatName  # the most likely threat category of that window
     difficulty: DifficultyName  # of the whole message
-    window_index: int  # which window (features.windows) scored highest
+    # which window scored highest (features.message_windows: the windows, then the phrases)
+    window_index: int
     encoded_windows: int = 0  # how many windows the sentence encoder read
 
 
@@ -172,6 +182,8 @@ class GuardClassifier:
         self._difficulty = difficulty
         self.thresholds = thresholds
         self.meta = meta
+        rule = meta.get("phrase_rule")
+        self._phrase_rule = None if rule is None else PhraseRule.from_meta(rule)
 
     @property
     def version(self) -> str:
@@ -228,9 +240,12 @@ class GuardClassifier:
         return max(self.window_scores(text))
 
     def window_scores(self, text: str) -> list[float]:
-        """The threat logit of each window of the text (``features.windows``)."""
-        scored = [self._features(w, encode=True) for w in windows(prepare(text))]
+        """The threat logit of each window of the text (``features.message_windows``)."""
+        scored = [self._features(w, encode=True) for w in self._windows(text)]
         return [self._score(s) for s in scored if s is not None]
+
+    def _windows(self, text: str) -> list[str]:
+        return message_windows(text, self._phrase_rule)
 
     def _features(self, window: str, *, encode: bool) -> _Scored | None:
         """A window's features as scored: with its own embedding only if the gate lets it
@@ -271,7 +286,7 @@ class GuardClassifier:
     def _assess_message(self, turn: ChatTurn, *, encode: bool) -> MessageAssessment | None:
         text = message_text(turn)
         best_score, best_index, best_window, encoded = -np.inf, 0, None, 0
-        for index, window in enumerate(windows(prepare(text))):
+        for index, window in enumerate(self._windows(text)):
             scored = self._features(window, encode=encode)
             if scored is None:
                 return None
@@ -367,6 +382,12 @@ def _model(arrays: dict[str, np.ndarray], vocab: str, name: str) -> LinearModel:
     )
 
 
+def format_for(meta: dict[str, Any]) -> int:
+    """The oldest artifact format that holds what ``meta`` names, so that a gateway
+    of an earlier release still loads an artifact that uses nothing newer."""
+    return ARTIFACT_FORMAT if "phrase_rule" in meta else 4
+
+
 def save_artifact(
     path: Path,
     *,
@@ -385,7 +406,8 @@ def save_artifact(
         raise ValueError("threat and category models must share one vocabulary")
     arrays = {
         "meta": np.frombuffer(
-            json.dumps({**meta, "format": ARTIFACT_FORMAT}, sort_keys=True).encode(), dtype=np.uint8
+            json.dumps({**meta, "format": format_for(meta)}, sort_keys=True).encode(),
+            dtype=np.uint8,
         ),
         "threat_buckets": threat.vocabulary.buckets.astype(np.uint32),
         "threat_idf": threat.vocabulary.idf.astype(np.float16),

@@ -42,6 +42,7 @@ WINDOW_CHARS = 500
 WINDOW_OVERLAP = 150
 
 _WORD = re.compile(r"\w+")
+_PHRASE_END = re.compile(r"\n+|(?<=[.!?])\s+")
 _SPACE = re.compile(r"\s+")
 _MULT = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing
 _BASE = np.uint64(1_000_003)
@@ -74,6 +75,54 @@ def windows(prepared: str, *, size: int = WINDOW_CHARS, overlap: int = WINDOW_OV
         nominal = start + step
         space = prepared.rfind(" ", nominal - overlap // 2, nominal)
         start = space + 1 if space > start else nominal
+
+
+@dataclass(frozen=True, slots=True)
+class PhraseRule:
+    """Which lines and sentences of a message are scored beside its windows.
+
+    A request of a few windows can bury one harmful sentence in 500 characters of
+    set-up; scored alone, the sentence is not diluted. A document (more windows) is
+    read in windows only: its many short lines would each be one more chance of a
+    false refusal (docs/guard-model.md, attempts 10 and 11).
+    """
+
+    shortest: int = 40  # prepared characters
+    longest: int = 300
+    max_windows: int = 4  # more windows than this: a document, windows only
+
+    def as_meta(self) -> dict[str, int]:
+        return {"shortest": self.shortest, "longest": self.longest, "max_windows": self.max_windows}
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, int]) -> PhraseRule:
+        return cls(int(meta["shortest"]), int(meta["longest"]), int(meta["max_windows"]))
+
+
+def phrases(text: str, rule: PhraseRule) -> list[str]:
+    """The lines and sentences of the raw ``text``, each ``prepare``d, whose length is
+    within the rule's (split before preparing: ``prepare`` folds the line breaks)."""
+    out = []
+    for piece in _PHRASE_END.split(text):
+        prepared = prepare(piece)
+        if rule.shortest <= len(prepared) <= rule.longest:
+            out.append(prepared)
+    return out
+
+
+def message_windows(text: str, phrase_rule: PhraseRule | None) -> list[str]:
+    """What the classifier scores of one message: the windows over the prepared text,
+    then, under ``phrase_rule`` (more than one window, at most its ``max_windows``),
+    each phrase that is not already one of them."""
+    spans = windows(prepare(text))
+    if phrase_rule is None or not 1 < len(spans) <= phrase_rule.max_windows:
+        return spans
+    seen = set(spans)
+    for phrase in phrases(text, phrase_rule):
+        if phrase not in seen:
+            seen.add(phrase)
+            spans.append(phrase)
+    return spans
 
 
 def _bucket(hashes: U64Array, salt: int) -> U64Array:

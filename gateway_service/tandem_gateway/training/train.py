@@ -54,8 +54,10 @@ from tandem_gateway.guard.classifier import (
 from tandem_gateway.guard.decision import THREAT_NAMES
 from tandem_gateway.guard.encoder import shared_encoder
 from tandem_gateway.guard.features import (
+    PhraseRule,
     RawFeatures,
     features_of,
+    message_windows,
     prepare,
     raw_features,
     windows,
@@ -96,6 +98,9 @@ from tandem_gateway.training.sources import CACHE_DIR, extra_rows
 # Fixed beforehand (issue 19 item 1), not chosen on the folds that report the
 # estimate: the middle of the grid the first model searched.
 THREAT_C = 4.0
+# The phrases --phrases scores beside the windows (attempts 11-11c, docs/guard-model.md:
+# measured worse than windows alone, so off by default).
+PHRASE_RULE = PhraseRule()
 DIFFICULTY_C = 4.0
 N_SPLITS = 5
 INNER_SPLITS = 4
@@ -178,10 +183,29 @@ def threat_windows_apart_from_benign(
     return out
 
 
+def phrase_labels(
+    rows: Sequence[GuardRow], served: list[list[str]], kept: list[list[str]]
+) -> list[int]:
+    """How many of each row's kept windows (windows first, then phrases) it is fitted on.
+
+    Every piece of a benign text is benign, so a benign row is fitted on all of them. A
+    threat's phrases are mostly not the threat ("Thank you.", a story's set-up), so a
+    threat row is fitted on its windows only, unless a benign twin marked which of its
+    text is new (``threat_windows_apart_from_benign`` left out the rest): then what is
+    left, phrases included, is the planted text.
+    """
+    counts = []
+    for row, whole, left in zip(rows, served, kept, strict=True):
+        twin = len(left) < len(whole)
+        counts.append(len(left) if not row.is_threat or twin else len(windows(prepare(row.text))))
+    return counts
+
+
 @dataclass(frozen=True, slots=True)
 class GuardData:
     rows: list[GuardRow]
-    windows: list[Windows]
+    windows: list[Windows]  # what each row is scored on, as served
+    fitted: list[Windows]  # what each row is fitted on (phrase_labels)
     y: npt.NDArray[np.int64]
     strata: npt.NDArray[np.str_]
     groups: list[int]
@@ -197,9 +221,12 @@ class GuardData:
         cls,
         rows: Sequence[GuardRow],
         embed: Callable[[list[str]], list[npt.NDArray[np.float32]]] | None = None,
+        phrase_rule: PhraseRule | None = None,
     ) -> GuardData:
-        texts = [windows(prepare(r.text)) for r in rows]
-        texts = threat_windows_apart_from_benign(rows, texts)
+        """Each row's windows as served (``features.message_windows``), featurised, and
+        the part of them each row is fitted on (``phrase_labels``)."""
+        served = [message_windows(r.text, phrase_rule) for r in rows]
+        texts = threat_windows_apart_from_benign(rows, served)
         flat = [w for row in texts for w in row]
         dense = embed(flat) if embed else [None] * len(flat)
         features, k = [], 0
@@ -208,9 +235,14 @@ class GuardData:
                 [WindowFeatures(features_of(w), dense[k + j]) for j, w in enumerate(row)]
             )
             k += len(row)
+        fitted = [
+            row[:count]
+            for row, count in zip(features, phrase_labels(rows, served, texts), strict=True)
+        ]
         return cls(
             rows=list(rows),
             windows=list[Windows](features),
+            fitted=list[Windows](fitted),
             y=np.array([int(r.is_threat) for r in rows], dtype=np.int64),
             strata=np.array([r.category for r in rows]),
             groups=near_duplicate_groups(
@@ -221,18 +253,21 @@ class GuardData:
             weights=balanced_weights(rows),
         )
 
+    def fit_part(self, index: npt.NDArray[np.int64]) -> tuple[list[Windows], npt.NDArray[np.int64]]:
+        return [self.fitted[i] for i in index], self.y[index]
+
     def part(self, index: npt.NDArray[np.int64]) -> tuple[list[Windows], npt.NDArray[np.int64]]:
         return [self.windows[i] for i in index], self.y[index]
 
     def fit(self, index: npt.NDArray[np.int64], config: FitConfig) -> LinearModel:
         """The threat model fitted on these rows (with their weights)."""
-        return fit_rows(*self.part(index), config, weights=self.weights[index])
+        return fit_rows(*self.fit_part(index), config, weights=self.weights[index])
 
     def fit_screen(
         self, index: npt.NDArray[np.int64], config: FitConfig, model: LinearModel
     ) -> LinearModel:
         """The encoder gate's n-gram-only screen, on the rows and vocabulary of ``model``."""
-        return fit_screen(*self.part(index), config, model.vocabulary, self.weights[index])
+        return fit_screen(*self.fit_part(index), config, model.vocabulary, self.weights[index])
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,11 +409,13 @@ def train_threat(
     dev_count: int | None = None,
     seeds: Sequence[int] = SEEDS,
     embed: Callable[[list[str]], list[npt.NDArray[np.float32]]] | None = None,
+    phrase_rule: PhraseRule | None = None,
 ) -> tuple[dict[str, Any], LinearModel, LinearModel, dict[str, float], EncoderGate | None]:
     started = time.monotonic()
-    data = GuardData.of(rows, embed)
+    data = GuardData.of(rows, embed, phrase_rule)
     log(
         f"features of {sum(len(w) for w in data.windows)} windows "
+        f"({'with' if phrase_rule else 'without'} phrases) "
         f"in {time.monotonic() - started:.0f}s "
         f"({'n-grams + ' + ENCODER_NAME if embed else 'n-grams only'})"
     )
@@ -486,7 +523,7 @@ def train_threat(
     category_acc = _category_accuracy(data, threat_rows, category_y, category_config)
     log(f"threat category accuracy (grouped CV, threats only): {category_acc:.3f}")
     category_model = _fit_on_vocabulary(
-        threat_model, [data.windows[i] for i in threat_rows], category_y, category_config
+        threat_model, [data.fitted[i] for i in threat_rows], category_y, category_config
     )
     report = {
         "rows": len(rows),
@@ -554,9 +591,10 @@ def score_held_out(
     gate: EncoderGate | None,
     embed: Callable[[list[str]], list[npt.NDArray[np.float32]]] | None,
     log: Log,
+    phrase_rule: PhraseRule | None = None,
 ) -> dict[str, Any]:
     """The shipped model on a source it was not trained on: threats caught, benign refused."""
-    data = GuardData.of(rows, embed)
+    data = GuardData.of(rows, embed, phrase_rule)
     flagged = served_row_scores(model, data.windows, gate) >= threshold
     table = rates_by([r.category for r in rows], [bool(f) for f in flagged])
     log(format_rates("held-out source, never trained on (shipped model, decide threshold)", table))
@@ -580,7 +618,7 @@ def _category_accuracy(
     correct = 0
     groups = [data.groups[i] for i in rows]
     for train, test in folds(data.strata[rows], groups, n_splits=N_SPLITS, seed=0):
-        model = fit_rows([data.windows[rows[i]] for i in train], y[train], config)
+        model = fit_rows([data.fitted[rows[i]] for i in train], y[train], config)
         for i in test:
             correct += int(row_class_scores(model, data.windows[rows[i]]).argmax() == y[i])
     return correct / len(rows)
@@ -725,6 +763,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--no-encoder", action="store_true", help="n-grams only (no sentence embeddings)"
     )
+    parser.add_argument(
+        "--phrases",
+        action="store_true",
+        help="score a request's lines and sentences beside its windows (PHRASE_RULE; "
+        "attempts 11-11c: worse, off by default)",
+    )
     parser.add_argument("--out", type=Path, default=ARTIFACT_PATH)
     parser.add_argument("--report", type=Path, default=DEFAULT_REPORT)
     parser.add_argument("--manifest", type=Path, default=MANIFEST)
@@ -750,12 +794,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.no_encoder
         else EmbeddingCache(args.cache_dir / "embeddings.npz", shared_encoder()).embed
     )
+    phrase_rule = PHRASE_RULE if args.phrases else None
     guard_report, threat, category, thresholds, gate = train_threat(
-        rows, args.target_fpr, log, dev_count=len(dev), embed=embed
+        rows, args.target_fpr, log, dev_count=len(dev), embed=embed, phrase_rule=phrase_rule
     )
     if held_out:
         guard_report["held_out_indirect"] = score_held_out(
-            held_out, threat, thresholds["decide"], gate, embed, log
+            held_out, threat, thresholds["decide"], gate, embed, log, phrase_rule
         )
     difficulty_report, difficulty = train_difficulty(evals / "difficulty-dev.jsonl", log)
     sources = sorted({r.source for r in rows})
@@ -766,6 +811,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "difficulties": list(DIFFICULTIES),
         "trained_on": ["guardrail-dev.jsonl", "difficulty-dev.jsonl", *[s for s in sources if s]],
         "windows": "features.WINDOW_CHARS / WINDOW_OVERLAP",
+        **({} if phrase_rule is None else {"phrase_rule": phrase_rule.as_meta()}),
         **({} if args.no_encoder else {"encoder": ENCODER_NAME}),
     }
     save_artifact(
