@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import httpx
 
+from tandem.backends.asyncio_transport import AsyncioHTTPTransport
 from tandem.backends.base import (
     BackendProbe,
     ChatRequest,
@@ -70,13 +71,16 @@ class OllamaBackend:
         # Admission control bounds how many generations run, so the generation
         # pool has no connection cap of its own; a pool that cannot hand out a
         # connection fails after the connect timeout instead of hanging.
+        # The generations' client reads sockets through asyncio directly (one HTTP
+        # chunk per token: asyncio_transport says why).
+        generation_limits = httpx.Limits(max_connections=None, max_keepalive_connections=32)
         self._client = httpx.AsyncClient(
             base_url=base_url,
             timeout=httpx.Timeout(
                 connect=connect_timeout_s, read=idle_timeout_s, write=10.0, pool=connect_timeout_s
             ),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=32),
-            transport=transport,
+            limits=generation_limits,
+            transport=transport or AsyncioHTTPTransport(limits=generation_limits),
         )
         # Health probes get their own small client: busy generations never starve them.
         self._probe_client = httpx.AsyncClient(
