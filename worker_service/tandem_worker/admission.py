@@ -111,6 +111,10 @@ class Admission:
         while self.running < self._max_running and self._waiters:
             chosen = self._next_waiter()
             self._waiters.remove(chosen)
+            if chosen.granted.done():
+                # Cancelled while waiting: its task has not yet run the handler that
+                # leaves the queue. It takes no slot; the next waiter does.
+                continue
             for waiter in self._waiters:
                 if waiter.arrival < chosen.arrival:
                     waiter.bypassed += 1
