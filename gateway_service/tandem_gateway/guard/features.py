@@ -84,7 +84,7 @@ class PhraseRule:
     A request of a few windows can bury one harmful sentence in 500 characters of
     set-up; scored alone, the sentence is not diluted. A document (more windows) is
     read in windows only: its many short lines would each be one more chance of a
-    false refusal (docs/guard-model.md, attempts 10 and 11).
+    false refusal (docs/guard-model.md, attempts 10 to 11c; off in the shipped model).
     """
 
     shortest: int = 40  # prepared characters
