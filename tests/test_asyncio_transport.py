@@ -4,6 +4,7 @@ Ollama's stream through. Real sockets, a real HTTP/1.1 server on a free port."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -139,29 +140,35 @@ async def test_silence_is_a_read_timeout_and_no_server_a_connect_error() -> None
 
 async def test_a_connection_the_server_dropped_while_idle_is_not_reused() -> None:
     connections = 0
+    closed = asyncio.Event()
 
     async def once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal connections
         connections += 1
         await _request_body(reader)
-        await _chunked(writer, [b"ok"])  # then the handler returns: the server closes it
+        await _chunked(writer, [b"ok"])
+        writer.close()
+        await writer.wait_closed()
+        closed.set()
 
     server = await _serve(once)
     async with server, await _client(_url(server)) as client:
         assert (await client.post("/a", content=b"1")).content == b"ok"
-        while True:  # until the pooled connection has seen the server's close
-            pool = client._transport._pool  # type: ignore[attr-defined]  # noqa: SLF001
-            if (
-                not pool.connections
-                or not pool.connections[0].is_idle()
-                or (
-                    pool.connections[0]._connection._network_stream.get_extra_info("is_readable")  # noqa: SLF001
-                )
-            ):
-                break
-            await asyncio.sleep(0.01)
+        await closed.wait()
         assert (await client.post("/b", content=b"2")).content == b"ok"
     assert connections == 2
+
+
+async def test_an_idle_connection_is_readable_once_the_peer_closes_before_the_loop_runs() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        stream = await AsyncioNetworkBackend().connect_tcp("127.0.0.1", port)
+        assert stream.get_extra_info("is_readable") is False  # open, nothing sent
+        accepted, _ = listener.accept()
+        accepted.close()
+        # No await since the close: the loop has not read it, the socket says it.
+        assert stream.get_extra_info("is_readable") is True
+        await stream.aclose()
 
 
 def _tls_contexts(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 import socket
 import ssl
 from collections.abc import Awaitable, Iterable, Iterator
@@ -138,6 +139,19 @@ class _Protocol(asyncio.Protocol):
                 self._drained = None
 
 
+def _socket_readable(sock: socket.socket | None) -> bool:
+    """Whether the socket has bytes (or the peer's close) the loop has not read yet, as
+    httpcore's own backends ask before reusing a pooled connection: the loop may not
+    have run since the peer closed it. A socket already gone counts as readable."""
+    if sock is None or sock.fileno() < 0:
+        return True
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([sock], [], [], 0)[0])
+
+
 def _resolve(future: asyncio.Future[None] | None) -> None:
     if future is not None and not future.done():
         future.set_result(None)
@@ -211,7 +225,12 @@ class _Stream(httpcore.AsyncNetworkStream):
 
     def get_extra_info(self, info: str) -> Any:
         if info == "is_readable":  # an idle pooled connection the peer dropped
-            return bool(self._protocol.buffer) or self._protocol.eof
+            protocol = self._protocol
+            return (
+                bool(protocol.buffer)
+                or protocol.eof
+                or _socket_readable(self._transport.get_extra_info("socket"))
+            )
         name = _EXTRA_INFO.get(info)
         if name is None or self._transport.is_closing():  # a closed TLS transport raises
             return None
