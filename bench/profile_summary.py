@@ -3,9 +3,10 @@
 Each line of ``py-spy record --format raw`` is ``frame;frame;…;leaf COUNT`` with
 frames like ``name (file:line)``. The summary gives the share of samples by
 category of the leaf frame (syscalls, gRPC core, protobuf, httpx, json, …),
-and, over the busy samples (not waiting in epoll), the leaf functions with most
-samples and the Python functions most often on the stack (inclusive), leaving
-out the event loop's own frames.
+the same split by thread (the event loop's, and the others: gRPC's poller, the
+encoder's executor), and, over the busy samples (not waiting in epoll), the leaf
+functions with most samples and the Python functions most often on the stack
+(inclusive), leaving out the event loop's own frames.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ _GENERIC = {
     "Thread.run",
 }
 _WAITING = "waiting (epoll/poll)"
+_LOOP_THREAD = "event loop thread"
+_OTHER_THREADS = "other threads"
+_LOOP_FRAMES = frozenset({"BaseEventLoop.run_forever", "Runner.run"})
 # (category, leaf-name patterns, leaf-file patterns); the first match wins.
 _CATEGORIES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("syscall: send/write", ("sendmsg", "send", "write", "writev", "sendto"), ()),
@@ -78,6 +82,7 @@ def category(frame: Frame) -> str:
 
 def summarize(raw: str, top: int = 12) -> dict[str, Any]:
     by_category: Counter[str] = Counter()
+    by_thread: dict[str, Counter[str]] = {_LOOP_THREAD: Counter(), _OTHER_THREADS: Counter()}
     by_leaf: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     total = busy = 0
@@ -92,6 +97,8 @@ def summarize(raw: str, top: int = 12) -> dict[str, Any]:
         total += count
         leaf = frames[-1]
         by_category[category(leaf)] += count
+        thread = _LOOP_THREAD if any(f.name in _LOOP_FRAMES for f in frames) else _OTHER_THREADS
+        by_thread[thread][category(leaf)] += count
         if category(leaf) == _WAITING:
             continue
         busy += count
@@ -113,6 +120,9 @@ def summarize(raw: str, top: int = 12) -> dict[str, Any]:
         "samples": total,
         "busy_samples": busy,
         "by_category": shares(by_category, total),
+        # The event loop's thread apart from the rest (gRPC's poller, the encoder's
+        # executor): shares of all samples.
+        "by_thread": {name: shares(counter, total) for name, counter in by_thread.items()},
         "top_leaf_busy": shares(by_leaf, busy, top),
         "top_inclusive_busy": shares(inclusive, busy, top),
     }
