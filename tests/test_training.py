@@ -331,6 +331,30 @@ def test_a_threat_is_fitted_on_its_phrases_only_where_a_benign_twin_marks_them()
     assert [len(w) for w in data.windows] == [len(served[0]), counts[1], len(served[2])]
 
 
+def test_phrases_fitted_only_leave_what_is_scored_as_served() -> None:
+    rng = random.Random(6)
+    document = "\n".join(_sentence(rng, 10) + "." for _ in range(40))
+    jailbreak = "\n".join(_sentence(rng) + "." for _ in range(40))
+    rows = [
+        GuardRow("b-1", document, "benign", "benign_document", "docs"),
+        GuardRow("t-1", jailbreak, "threat", "jailbreak", "x"),
+    ]
+    rule = PhraseRule(max_windows=1_000)
+    plain = GuardData.of(rows)
+    data = GuardData.of(rows, fit_phrases=rule)
+    texts = [windows(prepare(r.text)) for r in rows]
+    # scored: the windows alone, exactly as without the phrases
+    assert [len(w) for w in data.windows] == [len(t) for t in texts]
+    assert all(
+        np.array_equal(ours.raw.buckets, theirs.raw.buckets)
+        for row, other in zip(data.windows, plain.windows, strict=True)
+        for ours, theirs in zip(row, other, strict=True)
+    )
+    # fitted: the benign document on its windows and every phrase, the jailbreak on its windows
+    assert len(data.fitted[0]) == len(message_windows(document, rule)) > len(texts[0])
+    assert len(data.fitted[1]) == len(texts[1])
+
+
 def test_an_artifact_that_names_a_phrase_rule_scores_a_long_messages_phrases(
     tmp_path: Path,
 ) -> None:

@@ -101,6 +101,10 @@ THREAT_C = 4.0
 # The phrases --phrases scores beside the windows (attempts 11-11c, docs/guard-model.md:
 # measured worse than windows alone, so off by default).
 PHRASE_RULE = PhraseRule()
+# The phrases fitted beside the windows (served: the windows alone), every multi-window
+# row's: a benign row's lines teach what ordinary text looks like (attempt 14,
+# docs/guard-model.md; --no-fit-phrases leaves them out).
+FIT_PHRASE_RULE = PhraseRule(max_windows=1_000)
 DIFFICULTY_C = 4.0
 N_SPLITS = 5
 INNER_SPLITS = 4
@@ -222,27 +226,35 @@ class GuardData:
         rows: Sequence[GuardRow],
         embed: Callable[[list[str]], list[npt.NDArray[np.float32]]] | None = None,
         phrase_rule: PhraseRule | None = None,
+        *,
+        fit_phrases: PhraseRule | None = None,
     ) -> GuardData:
-        """Each row's windows as served (``features.message_windows``), featurised, and
-        the part of them each row is fitted on (``phrase_labels``)."""
+        """Each row's windows as served (``features.message_windows`` under
+        ``phrase_rule``), featurised, and the part of them each row is fitted on
+        (``phrase_labels``). With ``fit_phrases``, rows are fitted on the phrases that
+        rule picks as well (a benign row on all of them, a threat only where a benign
+        twin marks them) but still scored on what ``phrase_rule`` serves: a benign
+        row's lines and sentences teach what ordinary text looks like without being
+        more chances of a refusal (attempt 14, docs/guard-model.md)."""
         served = [message_windows(r.text, phrase_rule) for r in rows]
-        texts = threat_windows_apart_from_benign(rows, served)
-        flat = [w for row in texts for w in row]
-        dense = embed(flat) if embed else [None] * len(flat)
-        features, k = [], 0
-        for row in texts:
-            features.append(
-                [WindowFeatures(features_of(w), dense[k + j]) for j, w in enumerate(row)]
-            )
-            k += len(row)
-        fitted = [
-            row[:count]
-            for row, count in zip(features, phrase_labels(rows, served, texts), strict=True)
+        scored = threat_windows_apart_from_benign(rows, served)
+        pieces = served
+        kept = scored
+        if fit_phrases is not None:
+            pieces = [message_windows(r.text, fit_phrases) for r in rows]
+            kept = threat_windows_apart_from_benign(rows, pieces)
+        fit_texts = [
+            row[:count] for row, count in zip(kept, phrase_labels(rows, pieces, kept), strict=True)
         ]
+        unique = list(dict.fromkeys(w for part in (scored, fit_texts) for row in part for w in row))
+        dense = embed(unique) if embed else [None] * len(unique)
+        featurised = {
+            w: WindowFeatures(features_of(w), d) for w, d in zip(unique, dense, strict=True)
+        }
         return cls(
             rows=list(rows),
-            windows=list[Windows](features),
-            fitted=list[Windows](fitted),
+            windows=[[featurised[w] for w in row] for row in scored],
+            fitted=[[featurised[w] for w in row] for row in fit_texts],
             y=np.array([int(r.is_threat) for r in rows], dtype=np.int64),
             strata=np.array([r.category for r in rows]),
             groups=near_duplicate_groups(
@@ -410,12 +422,15 @@ def train_threat(
     seeds: Sequence[int] = SEEDS,
     embed: Callable[[list[str]], list[npt.NDArray[np.float32]]] | None = None,
     phrase_rule: PhraseRule | None = None,
+    fit_phrases: PhraseRule | None = None,
 ) -> tuple[dict[str, Any], LinearModel, LinearModel, dict[str, float], EncoderGate | None]:
     started = time.monotonic()
-    data = GuardData.of(rows, embed, phrase_rule)
+    data = GuardData.of(rows, embed, phrase_rule, fit_phrases=fit_phrases)
     log(
         f"features of {sum(len(w) for w in data.windows)} windows "
-        f"({'with' if phrase_rule else 'without'} phrases) "
+        f"({'with' if phrase_rule else 'without'} phrases), fitted on "
+        f"{sum(len(w) for w in data.fitted)} ({'with' if fit_phrases else 'without'} "
+        "phrases) "
         f"in {time.monotonic() - started:.0f}s "
         f"({'n-grams + ' + ENCODER_NAME if embed else 'n-grams only'})"
     )
@@ -769,6 +784,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="score a request's lines and sentences beside its windows (PHRASE_RULE; "
         "attempts 11-11c: worse, off by default)",
     )
+    parser.add_argument(
+        "--no-fit-phrases",
+        action="store_true",
+        help="fit the windows alone (by default every multi-window row's lines and sentences "
+        "are fitted as well, FIT_PHRASE_RULE, and its windows alone scored, as served: "
+        "attempt 14)",
+    )
     parser.add_argument("--out", type=Path, default=ARTIFACT_PATH)
     parser.add_argument("--report", type=Path, default=DEFAULT_REPORT)
     parser.add_argument("--manifest", type=Path, default=MANIFEST)
@@ -795,8 +817,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         else EmbeddingCache(args.cache_dir / "embeddings.npz", shared_encoder()).embed
     )
     phrase_rule = PHRASE_RULE if args.phrases else None
+    fit_phrases = None if args.no_fit_phrases else FIT_PHRASE_RULE
     guard_report, threat, category, thresholds, gate = train_threat(
-        rows, args.target_fpr, log, dev_count=len(dev), embed=embed, phrase_rule=phrase_rule
+        rows,
+        args.target_fpr,
+        log,
+        dev_count=len(dev),
+        embed=embed,
+        phrase_rule=phrase_rule,
+        fit_phrases=fit_phrases,
     )
     if held_out:
         guard_report["held_out_indirect"] = score_held_out(
@@ -812,6 +841,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "trained_on": ["guardrail-dev.jsonl", "difficulty-dev.jsonl", *[s for s in sources if s]],
         "windows": "features.WINDOW_CHARS / WINDOW_OVERLAP",
         **({} if phrase_rule is None else {"phrase_rule": phrase_rule.as_meta()}),
+        # what training fitted beside the windows; serving does not read it
+        **({} if fit_phrases is None else {"fitted_phrases": fit_phrases.as_meta()}),
         **({} if args.no_encoder else {"encoder": ENCODER_NAME}),
     }
     save_artifact(
