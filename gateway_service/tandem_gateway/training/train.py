@@ -6,7 +6,9 @@
    wheels ``make guard-data`` downloads, and Tandem's installed packages).
    Extra rows whose normalised text equals an earlier row are dropped.
 2. Near-duplicate families (``groups``) become cross-validation groups, so a
-   family is never on both sides of a fold.
+   family is never on both sides of a fold. Each row is scored on its windows,
+   as served, and fitted on them and, for a multi-window row, on its lines and
+   sentences too (``FIT_PHRASE_RULE``, ``phrase_labels``).
 3. Hyper-parameters are fixed before any fold is seen (``THREAT_C``,
    ``DIFFICULTY_C``): nothing is selected on the folds that report the estimate.
 4. Grouped 5-fold CV (``SEEDS`` shuffles): in each training part an inner
