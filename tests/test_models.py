@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -133,6 +134,34 @@ async def test_a_model_no_worker_serves_is_not_found_listing_the_others(pair: Pa
         )
     assert judge.value.code() == grpc.StatusCode.NOT_FOUND
     assert pair.ollama_a.generation_requests() == pair.ollama_b.generation_requests() == []
+
+
+async def test_a_model_an_unheard_worker_may_serve_is_unavailable_not_not_found(
+    gateway_ollama: FakeOllama, ollamas: tuple[FakeOllama, FakeOllama]
+) -> None:
+    """Until every worker has told the gateway its models, a model the others do not
+    serve may be served by the one not heard from yet (just starting, or down): the
+    gateway waits for it and then answers UNAVAILABLE naming the model, not NOT_FOUND."""
+    _, ollama_b = ollamas
+    with socket.socket() as silent:  # bound, never listening: connections are refused
+        silent.bind(("127.0.0.1", 0))
+        unheard = f"127.0.0.1:{silent.getsockname()[1]}"
+        settings = worker_settings(ollama_b.url, node_name="b", served_models=["devstral"])
+        async with running_worker(settings) as b:
+            await wait_for_health(b.address, WORKER_SERVICE)
+            gateway_config = gateway_settings(
+                gateway_ollama.url, [unheard, b.address], worker_connect_timeout_s=0.5
+            )
+            async with running_gateway(gateway_config) as gateway:
+                await wait_for_health(gateway.address, GATEWAY_SERVICE)
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await route(
+                        gateway.address,
+                        gateway_pb2.RouteRequest(messages=[user("hi")], model="llama3.2"),
+                    )
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "no worker is serving llama3.2" in (caught.value.details() or "")
+    assert ollama_b.generation_requests() == []
 
 
 async def test_a_worker_refuses_a_model_it_does_not_serve(pair: Pair) -> None:

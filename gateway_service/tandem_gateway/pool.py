@@ -88,10 +88,12 @@ class WorkerPool:
         return names
 
     def check_model(self, model: str) -> None:
-        """Raise NOT_FOUND when no worker the gateway has heard from serves ``model``
-        (if none was heard from yet, routing answers UNAVAILABLE instead)."""
-        heard = any(link.node is not None for link in self.links)
-        if heard and not any(link.serves(model) for link in self.links):
+        """Raise NOT_FOUND when every worker has told the gateway its models and none
+        serves ``model``. While a worker is still unheard (just started, or never
+        reached) it may serve it: routing then waits for a worker that does, and
+        answers UNAVAILABLE if none comes."""
+        heard_from_all = all(link.node is not None for link in self.links)
+        if heard_from_all and not any(link.serves(model) for link in self.links):
             raise model_not_served(model, self.routable_models(), "any worker")
 
     async def wait_for_worker(
@@ -105,15 +107,16 @@ class WorkerPool:
                 return link
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise self._no_worker(exclude)
+                raise self._no_worker(exclude, model)
             await self.changes.wait(remaining)
 
-    def _no_worker(self, exclude: frozenset[str]) -> Unavailable:
+    def _no_worker(self, exclude: frozenset[str], model: str | None = None) -> Unavailable:
         states = "; ".join(link.describe() for link in self.links)
         tried = f" (already failed: {', '.join(sorted(exclude))})" if exclude else ""
+        serving = f" {model}" if model else ""
         names = ",".join(link.address for link in self.links)
         return Unavailable(
-            f"no worker is serving{tried}: {states}", node=names, reason=Reason.NO_WORKER
+            f"no worker is serving{serving}{tried}: {states}", node=names, reason=Reason.NO_WORKER
         )
 
     async def generate(self, call: WorkerCall) -> AsyncGenerator[gateway_pb2.RouteResponse, None]:
