@@ -164,6 +164,43 @@ async def test_a_model_an_unheard_worker_may_serve_is_unavailable_not_not_found(
     assert ollama_b.generation_requests() == []
 
 
+async def test_a_model_nobody_serves_is_not_found_once_the_last_worker_reports(
+    gateway_ollama: FakeOllama, ollamas: tuple[FakeOllama, FakeOllama]
+) -> None:
+    """A request waiting for the unheard worker is answered NOT_FOUND as soon as that
+    worker reports models that do not include it (not UNAVAILABLE at the timeout)."""
+    ollama_a, ollama_b = ollamas
+    with socket.socket() as reserved:
+        reserved.bind(("127.0.0.1", 0))
+        port = reserved.getsockname()[1]
+    settings = worker_settings(ollama_b.url, node_name="b", served_models=["devstral"])
+    async with AsyncExitStack() as stack:
+        b = await stack.enter_async_context(running_worker(settings))
+        await wait_for_health(b.address, WORKER_SERVICE)
+        gateway = await stack.enter_async_context(
+            running_gateway(
+                gateway_settings(
+                    gateway_ollama.url,
+                    [f"127.0.0.1:{port}", b.address],
+                    worker_connect_timeout_s=GUARD_S,
+                )
+            )
+        )
+        await wait_for_health(gateway.address, GATEWAY_SERVICE)
+        request = gateway_pb2.RouteRequest(messages=[user("hi")], model="gpt-4o")
+        waiting = asyncio.create_task(route(gateway.address, request))
+        assert gateway.service is not None
+        async with asyncio.timeout(GUARD_S):
+            while gateway.service.routes.count == 0:  # in flight, past the first check
+                await asyncio.sleep(0)
+        a_settings = worker_settings(ollama_a.url, node_name="a", listen=f"127.0.0.1:{port}")
+        await stack.enter_async_context(running_worker(a_settings))
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await waiting
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "gpt-4o" in (caught.value.details() or "")
+
+
 async def test_a_worker_refuses_a_model_it_does_not_serve(pair: Pair) -> None:
     request = worker_pb2.GenerateRequest(messages=[user("hi")], model="llama3.2")
     async with grpc.aio.insecure_channel(pair.b.address) as channel:

@@ -99,12 +99,15 @@ class WorkerPool:
     async def wait_for_worker(
         self, exclude: frozenset[str], timeout_s: float, model: str | None = None
     ) -> WorkerLink:
-        """A serving worker (for ``model``), waiting up to ``timeout_s`` for one to appear."""
+        """A serving worker (for ``model``), waiting up to ``timeout_s`` for one to appear;
+        NOT_FOUND as soon as every worker has reported its models and none serves it."""
         deadline = time.monotonic() + timeout_s
         while True:
             link = self.pick(exclude, model)
             if link is not None:
                 return link
+            if model is not None:
+                self.check_model(model)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise self._no_worker(exclude, model)
