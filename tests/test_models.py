@@ -9,10 +9,12 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import grpc
 import pytest
@@ -21,7 +23,7 @@ from google.rpc import error_details_pb2
 from tandem.v1 import gateway_pb2, worker_pb2
 from tandem_gateway.server import RunningGateway, running_gateway
 from tandem_worker.server import RunningWorker, running_worker
-from tests.conftest import WORKER_MODEL, gateway_settings, worker_settings
+from tests.conftest import WORKER_MODEL, gateway_settings, scripted_judge, worker_settings
 from tests.fake_ollama import FakeOllama, start_fake_ollama, stop_fake_ollama
 from tests.helpers import (
     GATEWAY_SERVICE,
@@ -170,6 +172,14 @@ async def test_a_model_nobody_serves_is_not_found_once_the_last_worker_reports(
     """A request waiting for the unheard worker is answered NOT_FOUND as soon as that
     worker reports models that do not include it (not UNAVAILABLE at the timeout)."""
     ollama_a, ollama_b = ollamas
+    judged = threading.Event()  # the route reached its judge call: past the model check
+
+    def judge(body: dict[str, Any]) -> str:
+        if body.get("messages"):
+            judged.set()
+        return scripted_judge(body)
+
+    gateway_ollama.responder = judge
     with socket.socket() as reserved:
         reserved.bind(("127.0.0.1", 0))
         port = reserved.getsockname()[1]
@@ -189,10 +199,7 @@ async def test_a_model_nobody_serves_is_not_found_once_the_last_worker_reports(
         await wait_for_health(gateway.address, GATEWAY_SERVICE)
         request = gateway_pb2.RouteRequest(messages=[user("hi")], model="gpt-4o")
         waiting = asyncio.create_task(route(gateway.address, request))
-        assert gateway.service is not None
-        async with asyncio.timeout(GUARD_S):
-            while gateway.service.routes.count == 0:  # in flight, past the first check
-                await asyncio.sleep(0)
+        assert await asyncio.to_thread(judged.wait, GUARD_S)
         a_settings = worker_settings(ollama_a.url, node_name="a", listen=f"127.0.0.1:{port}")
         await stack.enter_async_context(running_worker(a_settings))
         with pytest.raises(grpc.aio.AioRpcError) as caught:
