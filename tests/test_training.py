@@ -326,8 +326,9 @@ def test_a_threat_is_fitted_on_its_phrases_only_where_a_benign_twin_marks_them()
     new = [w for w in served[1] if w not in set(served[0])]
     assert prepare(planted) in new
     # without the twin, the same threat is fitted on its windows only
-    alone = phrase_labels(rows[1:2], served[1:2], served[1:2])
-    assert alone == [len(windows(prepare(rows[1].text)))]
+    plain = [windows(prepare(rows[1].text))]
+    alone = phrase_labels(rows[1:2], served[1:2], served[1:2], plain)
+    assert alone == [len(windows(prepare(rows[1].text)))] != [len(served[1])]
     assert [len(w) for w in data.windows] == [len(served[0]), counts[1], len(served[2])]
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -114,15 +115,20 @@ def message_windows(text: str, phrase_rule: PhraseRule | None) -> list[str]:
     """What the classifier scores of one message: the windows over the prepared text,
     then, under ``phrase_rule`` (more than one window, at most its ``max_windows``),
     each phrase that is not already one of them."""
-    spans = windows(prepare(text))
-    if phrase_rule is None or not 1 < len(spans) <= phrase_rule.max_windows:
-        return spans
-    seen = set(spans)
+    return with_phrases(text, windows(prepare(text)), phrase_rule)
+
+
+def with_phrases(text: str, spans: Sequence[str], phrase_rule: PhraseRule | None) -> list[str]:
+    """``spans`` (the windows of ``text``), then the phrases ``message_windows`` adds."""
+    out = list(spans)
+    if phrase_rule is None or not 1 < len(out) <= phrase_rule.max_windows:
+        return out
+    seen = set(out)
     for phrase in phrases(text, phrase_rule):
         if phrase not in seen:
             seen.add(phrase)
-            spans.append(phrase)
-    return spans
+            out.append(phrase)
+    return out
 
 
 def _bucket(hashes: U64Array, salt: int) -> U64Array:

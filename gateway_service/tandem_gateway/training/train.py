@@ -59,10 +59,10 @@ from tandem_gateway.guard.features import (
     PhraseRule,
     RawFeatures,
     features_of,
-    message_windows,
     prepare,
     raw_features,
     windows,
+    with_phrases,
 )
 from tandem_gateway.guard.rules import RulesTier
 from tandem_gateway.guard.task_shape import SHAPE_NAMES, task_shape
@@ -190,9 +190,13 @@ def threat_windows_apart_from_benign(
 
 
 def phrase_labels(
-    rows: Sequence[GuardRow], served: list[list[str]], kept: list[list[str]]
+    rows: Sequence[GuardRow],
+    served: list[list[str]],
+    kept: list[list[str]],
+    plain: list[list[str]],
 ) -> list[int]:
-    """How many of each row's kept windows (windows first, then phrases) it is fitted on.
+    """How many of each row's kept windows (windows first, then phrases) it is fitted on;
+    ``plain`` holds each row's windows alone.
 
     Every piece of a benign text is benign, so a benign row is fitted on all of them. A
     threat's phrases are mostly not the threat ("Thank you.", a story's set-up), so a
@@ -201,9 +205,9 @@ def phrase_labels(
     left, phrases included, is the planted text.
     """
     counts = []
-    for row, whole, left in zip(rows, served, kept, strict=True):
+    for row, whole, left, spans in zip(rows, served, kept, plain, strict=True):
         twin = len(left) < len(whole)
-        counts.append(len(left) if not row.is_threat or twin else len(windows(prepare(row.text))))
+        counts.append(len(left) if not row.is_threat or twin else len(spans))
     return counts
 
 
@@ -238,16 +242,18 @@ class GuardData:
         twin marks them) but still scored on what ``phrase_rule`` serves: a benign
         row's lines and sentences teach what ordinary text looks like without being
         more chances of a refusal (attempt 14, docs/guard-model.md)."""
-        served = [message_windows(r.text, phrase_rule) for r in rows]
+        plain = [windows(prepare(r.text)) for r in rows]
+        served = [with_phrases(r.text, w, phrase_rule) for r, w in zip(rows, plain, strict=True)]
         scored = threat_windows_apart_from_benign(rows, served)
         pieces = served
         kept = scored
         if fit_phrases is not None:
-            pieces = [message_windows(r.text, fit_phrases) for r in rows]
+            pieces = [
+                with_phrases(r.text, w, fit_phrases) for r, w in zip(rows, plain, strict=True)
+            ]
             kept = threat_windows_apart_from_benign(rows, pieces)
-        fit_texts = [
-            row[:count] for row, count in zip(kept, phrase_labels(rows, pieces, kept), strict=True)
-        ]
+        counts = phrase_labels(rows, pieces, kept, plain)
+        fit_texts = [row[:count] for row, count in zip(kept, counts, strict=True)]
         unique = list(dict.fromkeys(w for part in (scored, fit_texts) for row in part for w in row))
         dense = embed(unique) if embed else [None] * len(unique)
         featurised = {
